@@ -1,0 +1,154 @@
+"""The named steps of :func:`idp.create_app`, each binding one concern to the app."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from sqlalchemy import event
+from werkzeug.exceptions import HTTPException
+
+from idp.config import ConfigError, load_settings
+from idp.extensions import db, migrate
+from idp.logging_setup import setup_logging
+from idp.models.base import UTCDateTime
+from idp.services.keyring import Keyring
+from idp.services.keystore import KeyringError
+
+MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+log = logging.getLogger(__name__)
+
+
+def read_secret_key(instance_dir: str) -> str | None:
+    path = Path(instance_dir) / SECRET_KEY_FILE
+    try:
+        return path.read_text("ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def configure_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
+    settings = load_settings(config)
+    app.config.update(settings)
+    secret = settings["IDP_SECRET_KEY"] or read_secret_key(settings["IDP_INSTANCE_DIR"])
+    # Commands that run before `idp init` (and init itself) get a throwaway key; `idp serve` refuses to start
+    # without a persistent one (see cli.serve), so sessions never silently die with a restart.
+    app.config["SECRET_KEY"] = secret or secrets.token_urlsafe(32)
+    app.config["IDP_SECRET_KEY_PERSISTENT"] = secret is not None
+    app.config["SQLALCHEMY_DATABASE_URI"] = settings["IDP_DATABASE_URL"]
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    if settings["IDP_ISSUER"].startswith("https://"):
+        app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["SESSION_COOKIE_NAME"] = "__Host-idp"
+    else:
+        app.config["SESSION_COOKIE_NAME"] = "idp"
+
+
+def configure_logging(app: Flask) -> None:
+    setup_logging(app.config["IDP_LOG_FORMAT"])
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Alembic autogenerate: write our UTC column type as a plain ``sa.DateTime(timezone=True)`` so migration
+    files never import application code."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def configure_database(app: Flask) -> None:
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    db.init_app(app)
+    migrate.init_app(
+        app, db, directory=MIGRATIONS_DIR, compare_type=True, render_as_batch=True, render_item=_render_item
+    )
+    if url.startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+
+
+def configure_keyring(app: Flask) -> None:
+    keyring = Keyring(app.config["IDP_KEYS_DIR"])
+    app.extensions["idp.keyring"] = keyring
+    try:
+        keyring.load()
+    except KeyringError as exc:
+        # CLI commands run before `idp init`; `idp serve` and /readyz refuse an unusable keyring.
+        log.debug("keyring not loaded: %s", exc)
+
+
+def configure_requests(app: Flask) -> None:
+    hsts = app.config["IDP_ISSUER"].startswith("https://")
+
+    @app.before_request
+    def assign_request_id() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.mimetype == "text/html":
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; frame-ancestors 'none'; form-action 'self' https: http://127.0.0.1:* "
+                "http://localhost:*; base-uri 'none'",
+            )
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if hsts:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+
+def configure_errors(app: Flask) -> None:
+    """Every HTTP error is a small JSON body, never a traceback (SPEC §9)."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        code = exc.code or 500
+        names = {400: "invalid_request", 413: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+        body = {"error": names.get(code, "server_error" if code >= 500 else "invalid_request")}
+        if code == 413:
+            body["error_description"] = "request body too large"
+        response = jsonify(body)
+        if code == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response, code
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception) -> tuple[Response, int]:
+        log.exception("unhandled error")
+        return jsonify({"error": "server_error"}), 500
+
+
+def configure_blueprints(app: Flask) -> None:
+    from idp.web.health import bp as health_bp
+    from idp.web.wellknown import bp as wellknown_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(wellknown_bp)
+
+
+__all__ = ["MIGRATIONS_DIR", "ConfigError"]

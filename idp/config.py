@@ -1,0 +1,251 @@
+"""Every setting of idp, once: name, default, one-line doc and validation (SPEC §3).
+
+Settings come from, in increasing priority: the defaults below, ``instance/idp.toml``, ``.env`` in the working
+directory, the process environment (``IDP_*``) and finally the mapping passed to ``create_app(config=...)``.
+Everything is validated once, at start-up; a bad value raises :class:`ConfigError` whose message is the one line
+the operator sees.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A setting has a value idp cannot start with; ``str(error)`` is one clear line."""
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str | int) -> int:
+    """Seconds from ``600``, ``90s``, ``10m``, ``12h`` or ``30d``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 600, 90s, 10m, 12h, 30d)")
+        seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def _positive_duration(value: str | int) -> int:
+    seconds = parse_duration(value)
+    if seconds == 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+def _non_negative_int(value: str | int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise ValueError("cannot be negative")
+    return number
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost`` and loopback IP literals (RFC 8252 §7.3, RFC 6761 §6.3)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _issuer(value: str) -> str:
+    """OIDC Discovery §3 / RFC 8414 §2: an https URL without query or fragment (http only on loopback)."""
+    value = str(value).strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an absolute http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError("must not contain a query or fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("must use https unless the host is loopback (127.0.0.1, ::1, localhost)")
+    return value.rstrip("/")
+
+
+def _database_url(value: str) -> str:
+    value = str(value).strip()
+    if "://" not in value:
+        raise ValueError(f"{value!r} is not a SQLAlchemy URL")
+    if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+        # Relative SQLite paths are relative to the working directory, not Flask's instance folder.
+        relative = value[len("sqlite:///") :]
+        if relative and relative != ":memory:":
+            return "sqlite:///" + str(Path(relative).resolve())
+    return value
+
+
+def _redis_url(value: str) -> str | None:
+    value = str(value).strip()
+    if not value:
+        return None
+    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"{value!r} is not a redis:// URL")
+    return value
+
+
+def _keys_dir(value: str) -> str:
+    path = Path(str(value)).resolve()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is not a directory")
+    if path.exists() and not os.access(path, os.R_OK | os.X_OK):
+        raise ValueError(f"{path} is not readable")
+    return str(path)
+
+
+def _secret_key(value: str) -> str | None:
+    value = str(value)
+    if not value:
+        return None
+    if len(value) < 32:
+        raise ValueError("must be at least 32 characters")
+    return value
+
+
+def _key_size(value: str | int) -> int:
+    size = _non_negative_int(value)
+    if size not in (2048, 3072, 4096):
+        raise ValueError("must be 2048, 3072 or 4096")
+    return size
+
+
+def _log_format(value: str) -> str:
+    value = str(value).strip().lower()
+    if value not in ("text", "json"):
+        raise ValueError("must be 'text' or 'json'")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration variable: its ``IDP_`` name, default, documentation and parser."""
+
+    name: str
+    default: Any
+    doc: str
+    parse: Callable[[Any], Any]
+
+
+def _default_log_format() -> str:
+    return "text" if sys.stderr.isatty() else "json"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("IDP_ISSUER", "http://127.0.0.1:5000", "Issuer URL; https unless the host is loopback.", _issuer),
+    Setting(
+        "IDP_DATABASE_URL", "sqlite:///instance/idp.db", "SQLAlchemy URL; PostgreSQL in production.", _database_url
+    ),
+    Setting(
+        "IDP_REDIS_URL", "", "Shared store for rate limits and replay/denylist entries (unset: memory).", _redis_url
+    ),
+    Setting("IDP_KEYS_DIR", "keys", "Signing keys and the keyring manifest.", _keys_dir),
+    Setting(
+        "IDP_INSTANCE_DIR",
+        "instance",
+        "Per-installation state: SQLite database, generated secret key.",
+        lambda v: str(Path(str(v)).resolve()),
+    ),
+    Setting("IDP_SECRET_KEY", "", "Session-cookie and CSRF signing key (unset: generated by `idp init`).", _secret_key),
+    Setting(
+        "IDP_ACCESS_TOKEN_TTL",
+        "600",
+        "Access-token lifetime in seconds (per-client override allowed).",
+        _positive_duration,
+    ),
+    Setting("IDP_ID_TOKEN_TTL", "600", "ID-token lifetime in seconds.", _positive_duration),
+    Setting("IDP_AUTH_CODE_TTL", "60", "Authorization-code lifetime in seconds.", _positive_duration),
+    Setting("IDP_REFRESH_TOKEN_TTL", "30d", "Absolute refresh-token (grant) lifetime.", _positive_duration),
+    Setting("IDP_REFRESH_TOKEN_IDLE_TTL", "7d", "Refresh token expires when unused this long.", _positive_duration),
+    Setting(
+        "IDP_REFRESH_TOKEN_REUSE_GRACE",
+        "0",
+        "Seconds a rotated refresh token is refused without revoking its family (parallel tabs).",
+        parse_duration,
+    ),
+    Setting("IDP_SESSION_TTL", "12h", "Login session lifetime.", _positive_duration),
+    Setting(
+        "IDP_JWKS_MAX_AGE",
+        "300",
+        "Cache-Control max-age of JWKS and discovery; a new key is published at least this long before it signs.",
+        parse_duration,
+    ),
+    Setting("IDP_SIGNING_KEY_SIZE", "2048", "RSA modulus size of new signing keys: 2048, 3072 or 4096.", _key_size),
+    Setting("IDP_TRUSTED_PROXIES", "0", "How many X-Forwarded-* hops to trust.", _non_negative_int),
+    Setting("IDP_LOG_FORMAT", None, "`text` or `json` (default: text on a TTY, else json).", _log_format),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def _read_file_sources(cwd: Path) -> dict[str, Any]:
+    """Values from ``instance/idp.toml`` (``IDP_*`` keys) and ``.env`` (``IDP_*=value`` lines)."""
+    values: dict[str, Any] = {}
+    toml_path = cwd / "instance" / "idp.toml"
+    if toml_path.is_file():
+        try:
+            data = tomllib.loads(toml_path.read_text("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{toml_path}: not valid TOML ({exc})") from None
+        values.update({k.upper(): v for k, v in data.items()})
+    env_path = cwd / ".env"
+    if env_path.is_file():
+        for line in env_path.read_text("utf-8", errors="replace").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Merge every source and validate each setting once; raise :class:`ConfigError` on the first bad one."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    raw.update(_read_file_sources(Path.cwd()))
+    raw.update({k: v for k, v in environ.items() if k.startswith("IDP_")})
+    extra: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        (raw if key in _BY_NAME else extra)[key] = value
+    settings: dict[str, Any] = {}
+    for setting in SETTINGS:
+        value = raw.get(setting.name, setting.default)
+        if value is None and setting.name == "IDP_LOG_FORMAT":
+            value = _default_log_format()
+        try:
+            settings[setting.name] = setting.parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{setting.name}: {exc}") from None
+    settings.update(extra)
+    return settings
+
+
+def settings_table() -> str:
+    """The configuration table of the README, generated from the registry so the two never drift."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = "—" if s.default in ("", None) else f"`{s.default}`"
+        rows.append(f"| `{s.name}` | {default} | {s.doc} |")
+    return "\n".join(rows)

@@ -1,0 +1,50 @@
+"""URI rules for registration: redirect URIs (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700 §2.1) and audiences
+(RFC 8707 §2)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from idp.config import is_loopback_host
+
+MAX_URI_LENGTH = 2048
+
+
+class InvalidURI(ValueError):
+    pass
+
+
+def _parse(uri: str, what: str):  # type: ignore[no-untyped-def]
+    if not uri or len(uri) > MAX_URI_LENGTH or any(c.isspace() or ord(c) < 0x20 for c in uri):
+        raise InvalidURI(f"{what} {uri[:80]!r} is not a valid URI")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise InvalidURI(f"{what} {uri[:80]!r} is not a valid URI") from None
+    if not parts.scheme:
+        raise InvalidURI(f"{what} {uri[:80]!r} is not an absolute URI")
+    if parts.fragment or "#" in uri:
+        raise InvalidURI(f"{what} {uri[:80]!r} must not contain a fragment")
+    return parts
+
+
+def validate_redirect_uri(uri: str, what: str = "redirect URI") -> str:
+    """https anywhere; http only on a loopback host (RFC 8252 §7.3); private-use schemes with a dot (§7.1)."""
+    parts = _parse(uri, what)
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        if not parts.hostname:
+            raise InvalidURI(f"{what} {uri[:80]!r} has no host")
+    elif scheme == "http":
+        if not is_loopback_host(parts.hostname):
+            raise InvalidURI(f"{what} {uri[:80]!r} uses http on a non-loopback host; use https")
+    elif "." not in scheme or scheme in ("javascript", "data", "file", "vbscript"):
+        raise InvalidURI(f"{what} {uri[:80]!r} must use https, loopback http or a private-use scheme")
+    return uri
+
+
+def validate_audience(uri: str) -> str:
+    """An audience is an absolute URI without a fragment (RFC 8707 §2)."""
+    _parse(uri, "audience")
+    return uri

@@ -1,0 +1,45 @@
+"""Audit events (SPEC §10): one database row and one JSON log line per security event, named `subject.verb`.
+
+Callers pass identifiers only — client ids, key ids and prefixes, `jti`s — never a secret, code or whole token.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from idp.extensions import db
+from idp.models import AuditEvent
+
+log = logging.getLogger("idp.audit")
+
+
+def record(
+    event: str,
+    *,
+    actor: str | None = None,
+    client_id: str | None = None,
+    ip: str | None = None,
+    request_id: str | None = None,
+    commit: bool = False,
+    **details: Any,
+) -> AuditEvent:
+    """Add an audit row to the current transaction (committed with it, or now if ``commit``) and log it."""
+    row = AuditEvent(event=event, actor=actor, client_id=client_id, ip=ip, request_id=request_id, details=details)
+    db.session.add(row)
+    if commit:
+        db.session.commit()
+    log.info(
+        event,
+        extra={
+            "audit": {
+                "event": event,
+                "actor": actor,
+                "client_id": client_id,
+                "ip": ip,
+                "request_id": request_id,
+                **details,
+            }
+        },
+    )
+    return row

@@ -1,0 +1,132 @@
+"""Keyring verbs: init, rotate, retire, prune, list (SPEC §8).
+
+States move one way: ``next`` → ``active`` → ``retired`` → pruned. The publication invariants:
+
+* a key is in the JWKS at least ``IDP_JWKS_MAX_AGE`` (plus the workers' reload interval) before it signs, so a
+  verifier holding a cached JWKS never meets an unknown ``kid`` — ``rotate`` refuses to promote a younger key;
+* a retired key stays published until every token it signed has expired — ``prune`` removes only keys retired
+  longer ago than the longest token lifetime (plus the reload interval).
+
+``retire`` of the active key is the emergency path (a suspected compromise): it promotes ``next`` at once,
+whatever its age, because continuing to sign with a leaked key is worse than a verifier's one refetch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from idp.services.keystore import KeyRecord, KeyringError, KeyStore, parse_time
+
+# Workers check the manifest this often; every publication delay includes it.
+RELOAD_INTERVAL_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """What a keyring verb did, for the CLI's output and the audit log."""
+
+    action: str
+    kids: dict[str, str]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _by_state(records: list[KeyRecord], state: str) -> list[KeyRecord]:
+    return [r for r in records if r.state == state]
+
+
+def _single(records: list[KeyRecord], state: str) -> KeyRecord | None:
+    found = _by_state(records, state)
+    if len(found) > 1:
+        raise KeyringError(f"keyring has {len(found)} {state} keys; expected at most one")
+    return found[0] if found else None
+
+
+def init_keyring(store: KeyStore, size: int) -> KeyChange | None:
+    """Create the first ``active`` and ``next`` keys; do nothing if a keyring exists (idempotent)."""
+    with store.locked():
+        if store.exists():
+            records = store.read_manifest()
+            if _single(records, "active") is None:
+                raise KeyringError(f"{store.manifest_path} has no active key")
+            return None
+        now = _now()
+        active = store.generate(size, now).with_state("active", now)
+        upcoming = store.generate(size, now)
+        store.write_manifest([active, upcoming])
+        return KeyChange("initialised", {"active": active.kid, "next": upcoming.kid})
+
+
+def list_keys(store: KeyStore) -> list[KeyRecord]:
+    return store.read_manifest()
+
+
+def rotate(store: KeyStore, size: int, jwks_max_age: int, now: datetime | None = None) -> KeyChange:
+    """``next`` → ``active``, ``active`` → ``retired``, fresh ``next`` (SPEC §8)."""
+    now = now or _now()
+    with store.locked():
+        records = store.read_manifest()
+        active, upcoming = _single(records, "active"), _single(records, "next")
+        if active is None or upcoming is None:
+            raise KeyringError("keyring needs an active and a next key to rotate; run `idp init`")
+        created = parse_time(upcoming.created_at)
+        assert created is not None
+        ready_at = created + timedelta(seconds=jwks_max_age + RELOAD_INTERVAL_SECONDS)
+        if now < ready_at:
+            wait = int((ready_at - now).total_seconds()) + 1
+            raise KeyringError(
+                f"next key {upcoming.kid} has been published for less than IDP_JWKS_MAX_AGE={jwks_max_age}s; "
+                f"verifiers may not have it yet: rotate again in {wait}s"
+            )
+        fresh = store.generate(size, now)
+        updated = [r for r in records if r.kid not in (active.kid, upcoming.kid)]
+        updated += [active.with_state("retired", now), upcoming.with_state("active", now), fresh]
+        store.write_manifest(updated)
+        return KeyChange("rotated", {"retired": active.kid, "active": upcoming.kid, "next": fresh.kid})
+
+
+def retire(store: KeyStore, kid: str, size: int, now: datetime | None = None) -> KeyChange:
+    """Stop a key signing now. Retiring the active key promotes ``next`` immediately (emergency rotation);
+    retiring ``next`` discards it before it ever signs. Either way a fresh ``next`` is generated."""
+    now = now or _now()
+    with store.locked():
+        records = store.read_manifest()
+        target = next((r for r in records if r.kid == kid), None)
+        if target is None:
+            raise KeyringError(f"no key with kid {kid!r}")
+        if target.state == "retired":
+            raise KeyringError(f"key {kid} is already retired")
+        upcoming = _single(records, "next")
+        fresh = store.generate(size, now)
+        updated = [r for r in records if r.kid not in (target.kid, upcoming.kid if upcoming else None)]
+        updated.append(target.with_state("retired", now))
+        if target.state == "active":
+            if upcoming is None:
+                raise KeyringError("no next key to promote; run `idp keys rotate` instead")
+            updated.append(upcoming.with_state("active", now))
+            kids = {"retired": target.kid, "active": upcoming.kid, "next": fresh.kid}
+        else:
+            kids = {"retired": target.kid, "next": fresh.kid}
+        updated.append(fresh)
+        store.write_manifest(updated)
+        return KeyChange("retired", kids)
+
+
+def prune(store: KeyStore, max_token_lifetime: int, now: datetime | None = None) -> KeyChange:
+    """Unpublish retired keys whose every token has expired, and delete orphaned PEM files."""
+    now = now or _now()
+    horizon = timedelta(seconds=max_token_lifetime + RELOAD_INTERVAL_SECONDS)
+    with store.locked():
+        records = store.read_manifest()
+        expired = [r for r in _by_state(records, "retired") if parse_time(r.retired_at) + horizon <= now]  # type: ignore[operator]
+        keep = [r for r in records if r not in expired]
+        if expired:
+            store.write_manifest(keep)  # unpublish first; a crash now only leaves files to delete later
+        for record in expired:
+            store.remove_file(record)
+        for orphan in store.orphan_files(keep):
+            orphan.unlink(missing_ok=True)
+        return KeyChange("pruned", {r.kid: "pruned" for r in expired})
