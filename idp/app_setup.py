@@ -128,10 +128,12 @@ def configure_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         code = exc.code or 500
-        names = {400: "invalid_request", 413: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+        names = {404: "not_found"}
         body = {"error": names.get(code, "server_error" if code >= 500 else "invalid_request")}
         if code == 413:
             body["error_description"] = "request body too large"
+        elif code == 405:
+            body["error_description"] = "method not allowed"
         response = jsonify(body)
         if code == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
@@ -145,10 +147,12 @@ def configure_errors(app: Flask) -> None:
 
 def configure_blueprints(app: Flask) -> None:
     from idp.web.health import bp as health_bp
+    from idp.web.oauth import bp as oauth_bp
     from idp.web.wellknown import bp as wellknown_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(wellknown_bp)
+    app.register_blueprint(oauth_bp)
 
 
 __all__ = ["MIGRATIONS_DIR", "ConfigError"]

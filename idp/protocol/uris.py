@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from idp.config import is_loopback_host
 
@@ -14,7 +14,7 @@ class InvalidURI(ValueError):
     pass
 
 
-def _parse(uri: str, what: str):  # type: ignore[no-untyped-def]
+def _parse(uri: str, what: str) -> SplitResult:
     if not uri or len(uri) > MAX_URI_LENGTH or any(c.isspace() or ord(c) < 0x20 for c in uri):
         raise InvalidURI(f"{what} {uri[:80]!r} is not a valid URI")
     try:

@@ -43,3 +43,43 @@ def record(
         },
     )
     return row
+
+
+def record_later(
+    event: str,
+    *,
+    actor: str | None = None,
+    client_id: str | None = None,
+    ip: str | None = None,
+    request_id: str | None = None,
+    **details: Any,
+) -> None:
+    """Log now and queue the row for the background writer: for events on the token hot path."""
+    from flask import current_app
+
+    from idp.models.base import utcnow
+    from idp.services.background import writer
+
+    row = {
+        "event": event,
+        "actor": actor,
+        "client_id": client_id,
+        "ip": ip,
+        "request_id": request_id,
+        "details": details,
+        "created_at": utcnow(),
+    }
+    log.info(
+        event,
+        extra={
+            "audit": {
+                "event": event,
+                "actor": actor,
+                "client_id": client_id,
+                "ip": ip,
+                "request_id": request_id,
+                **details,
+            }
+        },
+    )
+    writer(current_app._get_current_object()).audit(row)  # type: ignore[attr-defined]

@@ -49,7 +49,8 @@ def test_jwks_publishes_active_and_next_public_keys_only(client):
 def test_jwks_rejects_other_methods_with_json(client):
     response = client.post("/jwks")
     assert response.status_code == 405
-    assert response.json == {"error": "method_not_allowed"}
+    assert response.json == {"error": "invalid_request", "error_description": "method not allowed"}
+    assert response.headers["Allow"] == "GET, HEAD, OPTIONS" or "GET" in response.headers["Allow"]
 
 
 def test_healthz_and_readyz(client):

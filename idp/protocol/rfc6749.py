@@ -1,0 +1,74 @@
+"""Request parsing shared by the token, introspection and revocation endpoints (RFC 6749 §2.3.1, §3.2, §3.3).
+
+Pure functions over already-decoded request data; no flask import.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
+
+from idp.protocol.errors import InvalidClient, InvalidRequest
+
+# Parameters that RFC 8707 §2 allows to repeat; every other parameter may appear once (RFC 6749 §3.2).
+REPEATABLE = frozenset({"resource"})
+MAX_PARAM = 4096
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+
+
+def single_params(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Group form pairs; refuse repeats of non-repeatable parameters and oversized values."""
+    params: dict[str, list[str]] = {}
+    for name, value in pairs:
+        if len(value) > MAX_PARAM:
+            raise InvalidRequest(f"parameter {name[:40]} is too long")
+        if "\x00" in value or "\x00" in name:
+            raise InvalidRequest("parameters must not contain NUL")
+        if name in params and name not in REPEATABLE:
+            raise InvalidRequest(f"parameter {name[:40]} is repeated")
+        params.setdefault(name, []).append(value)
+    return params
+
+
+def parse_scope(value: str | None) -> list[str] | None:
+    """RFC 6749 §3.3: space-delimited scope tokens; ``None`` when absent."""
+    if value is None:
+        return None
+    tokens = value.split(" ")
+    tokens = [t for t in tokens if t]
+    if not tokens or not all(_SCOPE_TOKEN.match(t) for t in tokens):
+        raise InvalidRequest("scope is malformed")
+    return list(dict.fromkeys(tokens))
+
+
+@dataclass(frozen=True)
+class BasicCredentials:
+    client_id: str
+    client_secret: str
+
+
+def parse_basic(header: str) -> BasicCredentials:
+    """RFC 6749 §2.3.1 + RFC 7617: Base64 of ``urlencode(id) ":" urlencode(secret)``.
+
+    A malformed header is ``invalid_client`` (401): the client tried to authenticate and failed.
+    """
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        raise InvalidClient("malformed Authorization header")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise InvalidClient("malformed Basic credentials") from None
+    raw_id, sep, raw_secret = decoded.partition(":")
+    if not sep or not raw_id:
+        raise InvalidClient("malformed Basic credentials")
+    try:
+        client_id = unquote_to_bytes(raw_id).decode("utf-8")
+        secret = unquote_to_bytes(raw_secret).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidClient("malformed Basic credentials") from None
+    return BasicCredentials(client_id, secret)

@@ -1,0 +1,102 @@
+"""Token, introspection and revocation endpoints (RFC 6749 §3.2, RFC 7662 §2, RFC 7009 §2).
+
+Each view: parse the form strictly, authenticate the client, call one service, answer JSON with
+``Cache-Control: no-store`` (RFC 6749 §5.1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from idp.protocol.errors import InvalidClient, InvalidRequest, OAuthError, UnsupportedGrantType
+from idp.protocol.rfc6749 import parse_scope, single_params
+from idp.services import audit, tokens
+from idp.services.client_auth import ClientInfo, authenticate, extract_credentials
+
+bp = Blueprint("oauth", __name__)
+
+GRANT_TYPES = ("client_credentials",)
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(NO_STORE)
+    response.headers.update(headers or {})
+    return response
+
+
+@bp.errorhandler(OAuthError)
+def oauth_error(error: OAuthError) -> Response:
+    return _json(error.body(), error.status, error.headers())
+
+
+def _form() -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The request's form parameters, each once (``resource`` may repeat, RFC 8707 §2)."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded")
+    if request.args:
+        raise InvalidRequest("parameters belong in the request body, not the query")
+    multi = single_params(request.form.items(multi=True))
+    return {name: values[0] for name, values in multi.items()}, multi
+
+
+def _client(form: dict[str, str], endpoint: str) -> ClientInfo:
+    credentials = extract_credentials(request.headers.get("Authorization"), form)
+    issuer = current_app.config["IDP_ISSUER"]
+    try:
+        return authenticate(credentials, f"{issuer}{endpoint}", issuer)
+    except InvalidClient:
+        shown = credentials.client_id if credentials.client_id.isprintable() else repr(credentials.client_id)
+        audit.record_later(
+            "client.auth_failed",
+            client_id=shown[:64],
+            ip=request.remote_addr,
+            request_id=g.get("request_id"),
+            method=credentials.method,
+            endpoint=endpoint,
+        )
+        raise
+
+
+@bp.route("/token", methods=["POST"])
+def token() -> Response:
+    """RFC 6749 §3.2 token endpoint."""
+    form, multi = _form()
+    grant_type = form.get("grant_type")
+    if not grant_type:
+        raise InvalidRequest("grant_type is required")
+    if grant_type not in GRANT_TYPES:
+        raise UnsupportedGrantType(f"grant_type {grant_type[:40]!r} is not supported")
+    client = _client(form, "/token")
+    audiences = multi.get("resource", []) + ([form["audience"]] if "audience" in form else [])
+    body = tokens.client_credentials(
+        client, parse_scope(form.get("scope")), audiences, ip=request.remote_addr, request_id=g.get("request_id")
+    )
+    return _json(body)
+
+
+@bp.route("/introspect", methods=["POST"])
+def introspect() -> Response:
+    """RFC 7662 §2: any authenticated confidential client may introspect; inactive is ``{"active": false}``."""
+    form, _ = _form()
+    client = _client(form, "/introspect")
+    if client.is_public:
+        raise InvalidClient("introspection needs client authentication")
+    if "token" not in form:
+        raise InvalidRequest("token is required")
+    return _json(tokens.introspect(form["token"]))
+
+
+@bp.route("/revoke", methods=["POST"])
+def revoke() -> Response:
+    """RFC 7009 §2: unknown tokens and unknown ``token_type_hint`` values are answered 200 (§2.2)."""
+    form, _ = _form()
+    client = _client(form, "/revoke")
+    if "token" not in form:
+        raise InvalidRequest("token is required")
+    tokens.revoke(client, form["token"], ip=request.remote_addr, request_id=g.get("request_id"))
+    return _json({})
