@@ -93,6 +93,10 @@ def _rollback() -> None:
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
+# Client and user ids and kids are random URL-safe base64, one in 64 starting with "-", and Alembic revisions may
+# be relative ("-1"): commands taking one read such an argument as the argument, not as an unknown option.
+DASHED_ARGUMENT = {"ignore_unknown_options": True}
+
 
 @click.group()
 @click.version_option(package_name="idp")
@@ -120,14 +124,12 @@ def _ensure_secret_key(instance_dir: str) -> bool:
 @guarded
 def init(as_json: bool) -> None:
     """Create or upgrade the schema, the secret key and the first signing keys. Safe to run again."""
-    from flask_migrate import upgrade
-
     from idp.services.keys import init_keyring
     from idp.services.keystore import KeyStore
 
     with app_context() as app:
         created_secret = not app.config["IDP_SECRET_KEY"] and _ensure_secret_key(app.config["IDP_INSTANCE_DIR"])
-        upgrade()
+        _alembic("upgrade", "head")
         change = init_keyring(KeyStore(app.config["IDP_KEYS_DIR"]), app.config["IDP_SIGNING_KEY_SIZE"])
         if change:
             _audit_key_change("key.created", change.kids)
@@ -197,24 +199,20 @@ def db() -> None:
 @guarded
 def db_upgrade(revision: str, as_json: bool) -> None:
     """Upgrade the schema to REVISION (default: head)."""
-    from flask_migrate import upgrade
-
     with app_context():
-        upgrade(revision=revision)
+        _alembic("upgrade", revision)
         emit(as_json, {"revision": _current_revision()}, lambda: f"schema at {_current_revision()}")
 
 
-@db.command("downgrade")
+@db.command("downgrade", context_settings=DASHED_ARGUMENT)
 @click.argument("revision")
 @json_option
 @guarded
 def db_downgrade(revision: str, as_json: bool) -> None:
     """Downgrade the schema to REVISION."""
-    from flask_migrate import downgrade
-
     with app_context():
         _check_revision(revision)
-        downgrade(revision=revision)
+        _alembic("downgrade", revision)
         emit(as_json, {"revision": _current_revision()}, lambda: f"schema at {_current_revision()}")
 
 
@@ -226,6 +224,22 @@ def db_current(as_json: bool) -> None:
     with app_context():
         revision = _current_revision()
         emit(as_json, {"revision": revision}, revision or "(empty database)")
+
+
+def _alembic(verb: str, revision: str) -> None:
+    """Run Alembic's upgrade or downgrade. Called directly, not through Flask-Migrate, whose wrappers log a
+    refusal in their own format and exit, where ours is one ``error:`` line."""
+    from alembic import command
+    from alembic.util import CommandError
+    from flask import current_app
+
+    from idp.services.errors import Invalid
+
+    config = current_app.extensions["migrate"].migrate.get_config()
+    try:
+        getattr(command, verb)(config, revision)
+    except CommandError as exc:
+        raise Invalid((str(exc).splitlines() or ["migration refused"])[0]) from None
 
 
 def _check_revision(revision: str) -> None:
@@ -314,7 +328,7 @@ def keys_rotate(as_json: bool) -> None:
         emit(as_json, change.kids, f"rotated: active {change.kids['active']}, next {change.kids['next']}")
 
 
-@keys.command("retire")
+@keys.command("retire", context_settings=DASHED_ARGUMENT)
 @click.argument("kid")
 @json_option
 @guarded
@@ -441,7 +455,7 @@ def clients_list(as_json: bool) -> None:
         )
 
 
-@clients.command("show")
+@clients.command("show", context_settings=DASHED_ARGUMENT)
 @click.argument("client_id")
 @json_option
 @guarded
@@ -454,7 +468,7 @@ def clients_show(client_id: str, as_json: bool) -> None:
         emit(as_json, data, lambda: "\n".join(f"{k}: {v}" for k, v in data.items()))
 
 
-@clients.command("update")
+@clients.command("update", context_settings=DASHED_ARGUMENT)
 @click.argument("client_id")
 @_client_options(creating=False)
 @json_option
@@ -468,7 +482,7 @@ def clients_update(client_id: str, as_json: bool, **kw: Any) -> None:
         emit(as_json, data, f"updated {client_id}")
 
 
-@clients.command("delete")
+@clients.command("delete", context_settings=DASHED_ARGUMENT)
 @click.argument("client_id")
 @json_option
 @guarded
@@ -504,6 +518,10 @@ def _api_key_dict(row: Any) -> dict[str, Any]:
     }
 
 
+# A century: beyond any useful lifetime or look-back, and well inside the range of a datetime.
+MAX_DURATION = 36500 * 86400
+
+
 def _duration(_ctx: Any, _param: Any, value: str | None) -> int | None:
     if value is None:
         return None
@@ -513,10 +531,12 @@ def _duration(_ctx: Any, _param: Any, value: str | None) -> int | None:
         raise click.BadParameter(str(exc)) from None
     if seconds == 0:
         raise click.BadParameter("must be greater than zero")
+    if seconds > MAX_DURATION:
+        raise click.BadParameter("must be at most 36500d")
     return seconds
 
 
-@api_keys.command("create")
+@api_keys.command("create", context_settings=DASHED_ARGUMENT)
 @click.argument("client_id")
 @click.option("--name")
 @click.option("--expires-in", callback=_duration, help="Lifetime, e.g. 90d (default: no expiry).")
@@ -535,7 +555,7 @@ def api_keys_create(client_id: str, name: str | None, expires_in: int | None, as
         emit(as_json, data, f"{new.key}\n(id {new.row.id}; the key is shown once; store it now)")
 
 
-@api_keys.command("list")
+@api_keys.command("list", context_settings=DASHED_ARGUMENT)
 @click.argument("client_id")
 @json_option
 @guarded
@@ -592,8 +612,8 @@ def _user_dict(user: Any) -> dict[str, Any]:
 
 def _read_password(from_stdin: bool) -> str | None:
     if from_stdin:
-        line = sys.stdin.readline()
-        return line[:-1] if line.endswith("\n") else line
+        # The line ending is not part of the password, whichever platform wrote it.
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
     if sys.stdin.isatty():
         return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
     return None
@@ -636,7 +656,7 @@ def users_list(as_json: bool) -> None:
         )
 
 
-@users.command("show")
+@users.command("show", context_settings=DASHED_ARGUMENT)
 @click.argument("user")
 @json_option
 @guarded
@@ -650,7 +670,7 @@ def users_show(user: str, as_json: bool) -> None:
 
 
 def _user_action(name: str, help_text: str, action: Callable[[str], Any]) -> None:
-    @users.command(name, help=help_text)
+    @users.command(name, help=help_text, context_settings=DASHED_ARGUMENT)
     @click.argument("user")
     @json_option
     @guarded
@@ -687,7 +707,7 @@ _user_action("enable", "Let a disabled user sign in again.", _enable)
 _user_action("delete", "Delete a user with their sessions, grants and consents.", _delete)
 
 
-@users.command("set-password")
+@users.command("set-password", context_settings=DASHED_ARGUMENT)
 @click.argument("user")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 @json_option

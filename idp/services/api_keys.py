@@ -25,6 +25,8 @@ from idp.services.errors import Invalid, NotFound
 PREFIX = "idp"
 _KEY = re.compile(r"^idp_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 MAX_NAME = 255
+# A century: longer than any key should live, and well inside the range of a datetime.
+MAX_EXPIRES_IN = 36500 * 86400
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def create_api_key(
 ) -> NewApiKey:
     client = db.session.get(Client, client_id)
     if client is None:
-        raise NotFound(f"no client {client_id!r}")
+        raise NotFound(f"no client {client_id[:80]!r}")
     if client.is_public:
         raise Invalid(f"client {client_id} is public and cannot hold API keys")
     if not client.token_endpoint_auth_method.startswith("client_secret_"):
@@ -69,6 +71,8 @@ def create_api_key(
         raise Invalid("API key name must be 1-255 printable characters")
     if expires_in is not None and expires_in <= 0:
         raise Invalid("expiry must be in the future")
+    if expires_in is not None and expires_in > MAX_EXPIRES_IN:
+        raise Invalid("expiry must be at most 36500 days; omit it for a key that never expires")
     key_id = secrets.token_hex(8)
     key = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
     now = utcnow()
@@ -89,14 +93,14 @@ def create_api_key(
 
 def list_api_keys(client_id: str) -> list[ApiKey]:
     if db.session.get(Client, client_id) is None:
-        raise NotFound(f"no client {client_id!r}")
+        raise NotFound(f"no client {client_id[:80]!r}")
     return list(db.session.scalars(select(ApiKey).where(ApiKey.client_id == client_id).order_by(ApiKey.created_at)))
 
 
 def revoke_api_key(key_id: str, actor: str = "cli") -> ApiKey:
     row = db.session.get(ApiKey, key_id)
     if row is None:
-        raise NotFound(f"no API key {key_id!r}")
+        raise NotFound(f"no API key {key_id[:80]!r}")
     if row.revoked_at is not None:
         raise Invalid(f"API key {key_id} is already revoked")
     row.revoked_at = utcnow()

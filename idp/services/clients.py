@@ -125,6 +125,8 @@ def _apply(client: Client, spec: ClientSpec, creating: bool) -> None:
             raise Invalid("a public client has no secret; its auth method is 'none'")
         method = "none"
     else:
+        if method == "none" and spec.token_endpoint_auth_method:
+            raise Invalid("auth method 'none' is for public clients; use --public")
         method = method if method not in (None, "none") else "client_secret_basic"
         if method not in CONFIDENTIAL_AUTH_METHODS:
             raise Invalid(f"unknown auth method {method[:40]!r}; use one of {', '.join(CONFIDENTIAL_AUTH_METHODS)}")

@@ -16,6 +16,7 @@ from idp.services.errors import Conflict, Invalid, NotFound
 password_hasher = PasswordHasher()
 MAX_PASSWORD = 1024
 MAX_EMAIL = 320
+MAX_NAME = 255
 
 
 def normalize_username(raw: str) -> str:
@@ -39,9 +40,19 @@ def _validate_email(email: str | None) -> str | None:
         return None
     email = email.strip()
     local, at, domain = email.rpartition("@")
-    if not at or not local or "." not in domain or len(email) > MAX_EMAIL or any(c.isspace() for c in email):
+    # isprintable() refuses controls and every space but " ", which is refused by name.
+    if not at or not local or "." not in domain or len(email) > MAX_EMAIL or " " in email or not email.isprintable():
         raise Invalid(f"{email[:80]!r} is not an email address")
     return email
+
+
+def _validate_name(name: str | None) -> str | None:
+    """The display name goes into ID tokens and pages: one printable line that fits the column."""
+    if not name:
+        return None
+    if len(name) > MAX_NAME or not name.isprintable():
+        raise Invalid(f"name must be at most {MAX_NAME} printable characters")
+    return name
 
 
 def get_user(ref: str) -> User:
@@ -63,10 +74,11 @@ def create_user(
 ) -> User:
     username = normalize_username(username)
     email = _validate_email(email)
+    name = _validate_name(name)
     password_hash = hash_password(password) if password is not None else None
     if db.session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"username {username!r} is taken")
-    user = User(username=username, email=email, name=(name or None), password_hash=password_hash)
+    user = User(username=username, email=email, name=name, password_hash=password_hash)
     db.session.add(user)
     db.session.flush()
     audit.record("user.created", actor=actor, user_id=user.id)
