@@ -53,7 +53,8 @@ def strong_etag(body: bytes) -> str:
 
 
 def _public_jwk(key: RSAKey) -> dict[str, Any]:
-    jwk = {k: v for k, v in key.as_dict(private=False).items() if k not in PRIVATE_MEMBERS}
+    """The public members only (RFC 7518 §6.3.1): never ``d``, ``p``, ``q``, ``dp``, ``dq`` or ``qi`` (§6.3.2)."""
+    jwk: dict[str, Any] = {k: v for k, v in key.as_dict(private=False).items() if k not in PRIVATE_MEMBERS}
     jwk.update({"kid": key.kid, "use": "sig", "alg": "RS256"})
     return jwk
 

@@ -9,6 +9,10 @@ States move one way: ``next`` → ``active`` → ``retired`` → pruned. The pub
 
 ``retire`` of the active key is the emergency path (a suspected compromise): it promotes ``next`` at once,
 whatever its age, because continuing to sign with a leaked key is worse than a verifier's one refetch.
+
+Every verb reads the clock only after taking the keyring lock: a command that waited for another one must not
+stamp a key as retired (or created) earlier than it really was, or ``prune`` and ``rotate`` would act too soon.
+``now`` may be passed by tests to stand for that moment.
 """
 
 from __future__ import annotations
@@ -65,9 +69,12 @@ def list_keys(store: KeyStore) -> list[KeyRecord]:
 
 
 def rotate(store: KeyStore, size: int, jwks_max_age: int, now: datetime | None = None) -> KeyChange:
-    """``next`` → ``active``, ``active`` → ``retired``, fresh ``next`` (SPEC §8)."""
-    now = now or _now()
+    """``next`` → ``active``, ``active`` → ``retired``, fresh ``next`` (SPEC §8).
+
+    Refused while ``next`` has been published for less than ``jwks_max_age`` plus the reload interval: a verifier
+    may hold a JWKS cached (RFC 9111 §5.2.2.1 ``max-age``) from before it appeared (RFC 7517 §5)."""
     with store.locked():
+        now = now or _now()
         records = store.read_manifest()
         active, upcoming = _single(records, "active"), _single(records, "next")
         if active is None or upcoming is None:
@@ -78,8 +85,9 @@ def rotate(store: KeyStore, size: int, jwks_max_age: int, now: datetime | None =
         if now < ready_at:
             wait = int((ready_at - now).total_seconds()) + 1
             raise KeyringError(
-                f"next key {upcoming.kid} has been published for less than IDP_JWKS_MAX_AGE={jwks_max_age}s; "
-                f"verifiers may not have it yet: rotate again in {wait}s"
+                f"next key {upcoming.kid} has been published for less than IDP_JWKS_MAX_AGE ({jwks_max_age}s) "
+                f"plus the {RELOAD_INTERVAL_SECONDS}s reload interval; verifiers may not have it yet: "
+                f"rotate again in {wait}s"
             )
         fresh = store.generate(size, now)
         updated = [r for r in records if r.kid not in (active.kid, upcoming.kid)]
@@ -90,22 +98,25 @@ def rotate(store: KeyStore, size: int, jwks_max_age: int, now: datetime | None =
 
 def retire(store: KeyStore, kid: str, size: int, now: datetime | None = None) -> KeyChange:
     """Stop a key signing now. Retiring the active key promotes ``next`` immediately (emergency rotation);
-    retiring ``next`` discards it before it ever signs. Either way a fresh ``next`` is generated."""
-    now = now or _now()
+    retiring ``next`` discards it before it ever signs. Either way a fresh ``next`` is generated.
+
+    The retired key stays published (RFC 7517 §5) until ``prune``, so tokens it signed still verify."""
     with store.locked():
+        now = now or _now()
         records = store.read_manifest()
         target = next((r for r in records if r.kid == kid), None)
         if target is None:
-            raise KeyringError(f"no key with kid {kid!r}")
+            raise KeyringError(f"no key with kid {kid[:80]!r}")
         if target.state == "retired":
             raise KeyringError(f"key {kid} is already retired")
         upcoming = _single(records, "next")
+        if target.state == "active" and upcoming is None:
+            raise KeyringError("no next key to promote; run `idp keys rotate` instead")
         fresh = store.generate(size, now)
         updated = [r for r in records if r.kid not in (target.kid, upcoming.kid if upcoming else None)]
         updated.append(target.with_state("retired", now))
         if target.state == "active":
-            if upcoming is None:
-                raise KeyringError("no next key to promote; run `idp keys rotate` instead")
+            assert upcoming is not None
             updated.append(upcoming.with_state("active", now))
             kids = {"retired": target.kid, "active": upcoming.kid, "next": fresh.kid}
         else:
@@ -116,17 +127,18 @@ def retire(store: KeyStore, kid: str, size: int, now: datetime | None = None) ->
 
 
 def prune(store: KeyStore, max_token_lifetime: int, now: datetime | None = None) -> KeyChange:
-    """Unpublish retired keys whose every token has expired, and delete orphaned PEM files."""
-    now = now or _now()
+    """Unpublish retired keys whose every token has expired, and delete leftovers of interrupted changes.
+
+    A key retired at ``t`` may still sign until workers reload (``t`` + reload interval), and such a token verifies
+    until its ``exp`` (RFC 7519 §4.1.4), at most ``max_token_lifetime`` later; only then may it leave the JWKS."""
     horizon = timedelta(seconds=max_token_lifetime + RELOAD_INTERVAL_SECONDS)
     with store.locked():
+        now = now or _now()
         records = store.read_manifest()
         expired = [r for r in _by_state(records, "retired") if parse_time(r.retired_at) + horizon <= now]  # type: ignore[operator]
         keep = [r for r in records if r not in expired]
         if expired:
             store.write_manifest(keep)  # unpublish first; a crash now only leaves files to delete later
-        for record in expired:
-            store.remove_file(record)
-        for orphan in store.orphan_files(keep):
-            orphan.unlink(missing_ok=True)
+        for path in store.leftover_files(keep):
+            store.remove_file(path)
         return KeyChange("pruned", {r.kid: "pruned" for r in expired})
