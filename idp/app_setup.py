@@ -146,13 +146,20 @@ def configure_errors(app: Flask) -> None:
 
 
 def configure_blueprints(app: Flask) -> None:
+    from flask_wtf.csrf import generate_csrf
+
     from idp.web.health import bp as health_bp
     from idp.web.oauth import bp as oauth_bp
+    from idp.web.pages import bp as pages_bp
+    from idp.web.userinfo import bp as userinfo_bp
     from idp.web.wellknown import bp as wellknown_bp
 
     app.register_blueprint(health_bp)
     app.register_blueprint(wellknown_bp)
     app.register_blueprint(oauth_bp)
+    app.register_blueprint(pages_bp)
+    app.register_blueprint(userinfo_bp)
+    app.jinja_env.globals["csrf_token"] = generate_csrf
 
 
 __all__ = ["MIGRATIONS_DIR", "ConfigError"]

@@ -22,6 +22,7 @@ import pytest
 import requests
 from click.testing import CliRunner, Result
 from flask import Flask
+from flask.testing import FlaskClient
 
 from idp import create_app
 from idp.cli import main as cli_main
@@ -92,8 +93,24 @@ def app(settings: dict[str, str]) -> Iterator[Flask]:
         db.engine.dispose()
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose requests do not share ``flask.g`` with the test's own app context.
+
+    The ``app`` fixture keeps an app context pushed so tests can call services; Flask then reuses it for test
+    requests, and per-request values cached in ``g`` (Flask-WTF's CSRF token) would leak between requests.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        from flask import g, has_app_context
+
+        if has_app_context():
+            g.pop("csrf_token", None)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def client(app: Flask) -> Any:
+    app.test_client_class = IsolatedClient
     return app.test_client()
 
 
@@ -162,11 +179,13 @@ class LiveServer:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()
                 raise RuntimeError(f"server exited: {self.log()[-2000:]}")
             try:
                 if requests.get(self.url + "/healthz", timeout=1).ok:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Timeout: gunicorn's master accepts before its worker has booted (slow on a loaded machine).
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("server did not become ready in 20 s")

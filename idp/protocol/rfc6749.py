@@ -1,6 +1,8 @@
 """Request parsing shared by the token, introspection and revocation endpoints (RFC 6749 §2.3.1, §3.2, §3.3).
 
-Pure functions over already-decoded request data; no flask import.
+Pure functions over already-decoded request data; no flask import. Sizes are bounded by the request-body limit
+(``MAX_CONTENT_LENGTH``) and by each consumer, so an oversized ``client_id`` is simply an unknown client
+(``invalid_client``), not a malformed request.
 """
 
 from __future__ import annotations
@@ -12,22 +14,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from idp.protocol.errors import InvalidClient, InvalidRequest
+from idp.protocol.errors import InvalidClient, InvalidRequest, InvalidScope
 
 # Parameters that RFC 8707 §2 allows to repeat; every other parameter may appear once (RFC 6749 §3.2).
 REPEATABLE = frozenset({"resource"})
+# Longest value the front-channel (authorization) endpoint accepts; the back-channel endpoints read a form body,
+# bounded as a whole by MAX_CONTENT_LENGTH.
 MAX_PARAM = 4096
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 
 
 def single_params(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    """Group form pairs; refuse repeats of non-repeatable parameters and oversized values."""
+    """Group form pairs; refuse repeats of non-repeatable parameters (RFC 6749 §3.2). A parameter sent without
+    a value is treated as omitted (RFC 6749 §3.1, which §3.2 applies to the token endpoint)."""
     params: dict[str, list[str]] = {}
     for name, value in pairs:
-        if len(value) > MAX_PARAM:
-            raise InvalidRequest(f"parameter {name[:40]} is too long")
         if "\x00" in value or "\x00" in name:
             raise InvalidRequest("parameters must not contain NUL")
+        if not value:
+            continue
         if name in params and name not in REPEATABLE:
             raise InvalidRequest(f"parameter {name[:40]} is repeated")
         params.setdefault(name, []).append(value)
@@ -35,13 +40,13 @@ def single_params(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 def parse_scope(value: str | None) -> list[str] | None:
-    """RFC 6749 §3.3: space-delimited scope tokens; ``None`` when absent."""
+    """RFC 6749 §3.3: space-delimited scope tokens; ``None`` when absent. A malformed scope is ``invalid_scope``
+    (§5.2: "invalid, unknown, or malformed")."""
     if value is None:
         return None
-    tokens = value.split(" ")
-    tokens = [t for t in tokens if t]
+    tokens = [t for t in value.split(" ") if t]
     if not tokens or not all(_SCOPE_TOKEN.match(t) for t in tokens):
-        raise InvalidRequest("scope is malformed")
+        raise InvalidScope("scope is malformed")
     return list(dict.fromkeys(tokens))
 
 

@@ -6,6 +6,7 @@ the method it registered, and exactly one method per request (RFC 6749 §2.3).
 
 Hot path: client and key rows come from a 5-second cache (so a revocation reaches every node within 5 s), the
 secret is checked with a constant-time digest compare, and ``last_used_at`` is queued for the background writer.
+A commit that changes a client or an API key in this process drops their cached rows at once.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ import time
 import urllib.request
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
+from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, KeySetSerialization
 from joserfc.jws import extract_compact
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from idp.extensions import db
 from idp.models import ApiKey, Client, UsedAssertion
@@ -32,6 +36,7 @@ from idp.protocol import rfc7523
 from idp.protocol.errors import InvalidClient, InvalidRequest
 from idp.protocol.rfc6749 import parse_basic
 from idp.services import api_keys
+from idp.services.background import writer
 from idp.services.cache import TTLCache
 
 CACHE_SECONDS = 5.0
@@ -53,6 +58,10 @@ class ClientInfo:
     access_token_ttl: int | None
     jwks: dict[str, Any] | None
     jwks_uri: str | None
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    skip_consent: bool = False
+    require_nonce: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,10 @@ def _load_client(client_id: str) -> ClientInfo | None:
         row.access_token_ttl,
         row.jwks,
         row.jwks_uri,
+        tuple(row.redirect_uris),
+        tuple(row.post_logout_redirect_uris),
+        row.skip_consent,
+        row.require_nonce,
     )
 
 
@@ -95,7 +108,9 @@ def _load_key(key_id: str) -> KeyInfo | None:
 
 
 def find_client(client_id: str) -> ClientInfo | None:
-    if not client_id or len(client_id) > 64:
+    """The client, or ``None`` for an id that cannot exist: no lookup for oversized ids or ids with control
+    characters (PostgreSQL refuses a NUL in a string parameter; that must be a 401, not a 500)."""
+    if not client_id or len(client_id) > 64 or not client_id.isprintable():
         return None
     return _clients.get(client_id, _load_client)
 
@@ -106,6 +121,33 @@ def forget(client_id: str | None = None, key_id: str | None = None) -> None:
         _clients.invalidate(client_id)
     if key_id:
         _keys.invalidate(key_id)
+
+
+_CHANGED = "idp.client_auth.changed"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_changed_rows(session: Session, _context: Any) -> None:
+    """Remember which clients and keys a flush touched (``new``/``dirty``/``deleted`` still hold their
+    pre-flush state here); they are forgotten only once the change is committed, so no request can re-cache
+    the old row in between."""
+    changed = session.info.setdefault(_CHANGED, set())
+    for row in (*session.new, *session.dirty, *session.deleted):
+        if isinstance(row, Client):
+            changed.add((row.id, None))
+        elif isinstance(row, ApiKey):
+            changed.add((row.client_id, row.id))
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_committed(session: Session) -> None:
+    for client_id, key_id in session.info.pop(_CHANGED, ()):
+        forget(client_id, key_id)
+
+
+@event.listens_for(Session, "after_rollback")
+def _discard_uncommitted(session: Session) -> None:
+    session.info.pop(_CHANGED, None)
 
 
 @dataclass(frozen=True)
@@ -156,7 +198,7 @@ def _unverified_subject(assertion: str) -> str:
     try:
         claims = json.loads(extract_compact(assertion.encode()).payload)
         sub = claims.get("sub") if isinstance(claims, dict) else None
-    except (JoseError, ValueError, TypeError, UnicodeDecodeError):
+    except (JoseError, ValueError, TypeError, RecursionError):  # RecursionError: deeply nested JSON
         sub = None
     if not isinstance(sub, str) or not sub:
         raise InvalidClient("client_assertion is malformed")
@@ -190,10 +232,6 @@ def _check_api_key(client: ClientInfo | None, credentials: Credentials, now_ts: 
     now = utcnow()
     if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
         raise InvalidClient("client authentication failed")
-    from flask import current_app
-
-    from idp.services.background import writer
-
     writer(current_app._get_current_object()).touch_key(key.id, now_ts)  # type: ignore[attr-defined]
 
 
@@ -202,7 +240,7 @@ def _client_keys(client: ClientInfo) -> KeySet:
     if document is None and client.jwks_uri:
         document = _remote_jwks.get(client.jwks_uri, _fetch_jwks)
     try:
-        return KeySet.import_key_set(document or {"keys": []})
+        return KeySet.import_key_set(cast(KeySetSerialization, document or {"keys": []}))
     except (JoseError, ValueError, TypeError, KeyError):
         raise InvalidClient("client keys are unusable") from None
 
@@ -232,8 +270,6 @@ def _check_assertion(client: ClientInfo | None, credentials: Credentials, audien
 
 def _remember_jti(client_id: str, jti: str, exp: int) -> None:
     """RFC 7523 §3 item 7: a ``jti`` is accepted once; the shared database makes that hold across nodes."""
-    from datetime import UTC
-
     db.session.add(UsedAssertion(client_id=client_id, jti=jti, expires_at=datetime.fromtimestamp(exp, UTC)))
     try:
         db.session.commit()

@@ -26,11 +26,11 @@ from idp.services import audit
 from idp.services.client_auth import ClientInfo
 from idp.services.keyring import Keyring, KeyringView
 
-LEEWAY = 30
 _verification_sets: dict[str, KeySet] = {}
 
 
-def _keyring() -> KeyringView:
+def signing_keyring() -> KeyringView:
+    """The current keyring view: the active key signs, every published key verifies."""
     keyring: Keyring = current_app.extensions["idp.keyring"]
     return keyring.current()
 
@@ -45,8 +45,9 @@ def _granted_scopes(client: ClientInfo, requested: list[str] | None) -> list[str
     return requested
 
 
-def _audience(client: ClientInfo, requested: list[str]) -> str:
-    """RFC 8707 §2: one audience per token, from ``resource``/``audience`` or the client's default."""
+def resolve_audience(client: ClientInfo, requested: list[str], default: str | None = None) -> str:
+    """RFC 8707 §2: one audience per token, from ``resource``/``audience`` or the client's default (its first
+    registered audience, else ``default``)."""
     distinct = list(dict.fromkeys(requested))
     if len(distinct) > 1:
         raise InvalidTarget("request one audience per token")
@@ -58,9 +59,11 @@ def _audience(client: ClientInfo, requested: list[str]) -> str:
         if distinct[0] not in client.audiences:
             raise InvalidTarget("audience not allowed for this client")
         return distinct[0]
-    if not client.audiences:
+    if client.audiences:
+        return client.audiences[0]
+    if default is None:
         raise InvalidTarget("no audience requested and the client has no default audience")
-    return client.audiences[0]
+    return default
 
 
 def client_credentials(
@@ -74,14 +77,14 @@ def client_credentials(
     if client.is_public or "client_credentials" not in client.grant_types:
         raise UnauthorizedClient("client is not registered for client_credentials")
     granted = _granted_scopes(client, scopes)
-    audience = _audience(client, audiences)
+    audience = resolve_audience(client, audiences)
     config = current_app.config
     lifetime = client.access_token_ttl or config["IDP_ACCESS_TOKEN_TTL"]
     claims = rfc9068.access_token_claims(
         rfc9068.AccessTokenRequest(config["IDP_ISSUER"], client.id, client.id, audience, granted, lifetime),
         int(time.time()),
     )
-    token = _keyring().sign(claims, typ=rfc9068.TYP)
+    token = signing_keyring().sign(claims, typ=rfc9068.TYP)
     audit.record_later(
         "token.issued",
         actor=client.id,
@@ -106,23 +109,41 @@ def _verification_keys(view: KeyringView) -> KeySet:
     return found
 
 
-def decode_access_token(token: str, allow_expired: bool = False) -> dict[str, Any] | None:
-    """Our own RS256 access token's claims, or ``None`` for anything else: another ``typ``, issuer or key,
-    ``alg=none``/HS256 tricks, a bad signature or (unless ``allow_expired``) expiry. Header ``jku``/``x5u``/
-    ``jwk`` are never followed: only our published keys are tried."""
+def _decode_own(token: str, typ: str, allow_expired: bool) -> dict[str, Any] | None:
+    """Claims of a JWT we signed with the given ``typ``, or ``None``. Only RS256 and only our published keys:
+    ``alg=none``/HS256 tricks fail, and header ``jku``/``x5u``/``jwk`` are never followed."""
     if not token or len(token) > 8192:
         return None
     try:
-        decoded = jwt.decode(token, _verification_keys(_keyring()), algorithms=["RS256"])
+        decoded = jwt.decode(token, _verification_keys(signing_keyring()), algorithms=["RS256"])
     except (JoseError, ValueError, TypeError, KeyError):
         return None
-    if decoded.header.get("typ") != rfc9068.TYP:
+    if decoded.header.get("typ") != typ:
         return None
     claims = dict(decoded.claims)
-    if claims.get("iss") != current_app.config["IDP_ISSUER"] or not isinstance(claims.get("jti"), str):
+    if claims.get("iss") != current_app.config["IDP_ISSUER"]:
         return None
     exp = claims.get("exp")
-    if not isinstance(exp, int) or (not allow_expired and exp <= time.time() - LEEWAY):
+    if not isinstance(exp, int) or (not allow_expired and exp <= time.time()):
+        return None
+    return claims
+
+
+def decode_access_token(token: str, allow_expired: bool = False) -> dict[str, Any] | None:
+    """Our own RFC 9068 access token's claims, or ``None`` for anything else: another ``typ``, issuer or key,
+    a bad signature or (unless ``allow_expired``) expiry. No clock leeway: we issued the token on this clock,
+    and RFC 7662 §2.2 ``active`` means not yet expired."""
+    claims = _decode_own(token, rfc9068.TYP, allow_expired)
+    if claims is None or not isinstance(claims.get("jti"), str):
+        return None
+    return claims
+
+
+def decode_id_token(token: str, allow_expired: bool = False) -> dict[str, Any] | None:
+    """Our own ID token (``typ=JWT``), e.g. an ``id_token_hint`` (OIDC Core §3.1.2.1; RP-Initiated Logout §2,
+    where an expired hint is still accepted)."""
+    claims = _decode_own(token, "JWT", allow_expired)
+    if claims is None or not isinstance(claims.get("sub"), str) or not isinstance(claims.get("aud"), str):
         return None
     return claims
 
@@ -147,7 +168,7 @@ def revoke(client: ClientInfo, token: str, ip: str | None = None, request_id: st
         return
     if claims.get("client_id") != client.id:
         raise UnauthorizedClient("the token was not issued to this client")
-    if claims["exp"] <= time.time():
+    if claims["exp"] <= time.time() or is_revoked(claims["jti"]):
         return
     db.session.add(
         RevokedToken(jti=claims["jti"], client_id=client.id, expires_at=datetime.fromtimestamp(claims["exp"], UTC))

@@ -9,15 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from idp.protocol.errors import InvalidClient, InvalidRequest, OAuthError, UnsupportedGrantType
 from idp.protocol.rfc6749 import parse_scope, single_params
-from idp.services import audit, tokens
-from idp.services.client_auth import ClientInfo, authenticate, extract_credentials
+from idp.services import api_keys, audit, grants, tokens
+from idp.services.client_auth import ClientInfo, Credentials, authenticate, extract_credentials
 
 bp = Blueprint("oauth", __name__)
 
-GRANT_TYPES = ("client_credentials",)
+GRANT_TYPES = ("client_credentials", "authorization_code", "refresh_token")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -34,6 +35,14 @@ def oauth_error(error: OAuthError) -> Response:
     return _json(error.body(), error.status, error.headers())
 
 
+@bp.errorhandler(HTTPException)
+def http_error(error: HTTPException) -> Response:
+    """Werkzeug's refusals inside these views (413 for an oversized body, 400 for an unreadable one) keep the
+    RFC 6749 §5.2 shape and ``no-store``."""
+    status = error.code or 400
+    return _json({"error": "invalid_request", "error_description": str(error.description)[:200]}, status)
+
+
 def _form() -> tuple[dict[str, str], dict[str, list[str]]]:
     """The request's form parameters, each once (``resource`` may repeat, RFC 8707 §2)."""
     if request.mimetype != "application/x-www-form-urlencoded":
@@ -45,21 +54,36 @@ def _form() -> tuple[dict[str, str], dict[str, list[str]]]:
 
 
 def _client(form: dict[str, str], endpoint: str) -> ClientInfo:
-    credentials = extract_credentials(request.headers.get("Authorization"), form)
+    """RFC 6749 §2.3: the authenticated client; every ``invalid_client`` is audited (SPEC §10)."""
+    credentials: Credentials | None = None
     issuer = current_app.config["IDP_ISSUER"]
     try:
+        credentials = extract_credentials(request.headers.get("Authorization"), form)
         return authenticate(credentials, f"{issuer}{endpoint}", issuer)
     except InvalidClient:
-        shown = credentials.client_id if credentials.client_id.isprintable() else repr(credentials.client_id)
-        audit.record_later(
-            "client.auth_failed",
-            client_id=shown[:64],
-            ip=request.remote_addr,
-            request_id=g.get("request_id"),
-            method=credentials.method,
-            endpoint=endpoint,
-        )
+        _audit_auth_failure(credentials, endpoint)
         raise
+
+
+def _loggable(client_id: str) -> str | None:
+    """The claimed client id, shortened and escaped if unprintable. An API key sent in place of the id (swapped
+    fields) is shown by its public prefix only."""
+    key_id = api_keys.parse_key_id(client_id)
+    if key_id:
+        return api_keys.prefix_of(key_id) + "_..."
+    return (client_id if client_id.isprintable() else repr(client_id))[:64] or None
+
+
+def _audit_auth_failure(credentials: Credentials | None, endpoint: str) -> None:
+    """Record who tried, never what they presented: the claimed id and the method."""
+    audit.record_later(
+        "client.auth_failed",
+        client_id=_loggable(credentials.client_id if credentials else ""),
+        ip=request.remote_addr,
+        request_id=g.get("request_id"),
+        method=credentials.method if credentials else "malformed",
+        endpoint=endpoint,
+    )
 
 
 @bp.route("/token", methods=["POST"])
@@ -73,9 +97,22 @@ def token() -> Response:
         raise UnsupportedGrantType(f"grant_type {grant_type[:40]!r} is not supported")
     client = _client(form, "/token")
     audiences = multi.get("resource", []) + ([form["audience"]] if "audience" in form else [])
-    body = tokens.client_credentials(
-        client, parse_scope(form.get("scope")), audiences, ip=request.remote_addr, request_id=g.get("request_id")
-    )
+    if grant_type == "authorization_code":
+        if not form.get("code"):
+            raise InvalidRequest("code is required")
+        body = grants.redeem_code(client, form["code"], form.get("redirect_uri"), form.get("code_verifier"), audiences)
+    elif grant_type == "refresh_token":
+        if not form.get("refresh_token"):
+            raise InvalidRequest("refresh_token is required")
+        body = grants.refresh(client, form["refresh_token"], parse_scope(form.get("scope")), audiences)
+    else:
+        body = tokens.client_credentials(
+            client,
+            parse_scope(form.get("scope")),
+            audiences,
+            ip=request.remote_addr,
+            request_id=g.get("request_id"),
+        )
     return _json(body)
 
 
@@ -98,5 +135,6 @@ def revoke() -> Response:
     client = _client(form, "/revoke")
     if "token" not in form:
         raise InvalidRequest("token is required")
-    tokens.revoke(client, form["token"], ip=request.remote_addr, request_id=g.get("request_id"))
+    if not grants.revoke_refresh_token(client, form["token"]):
+        tokens.revoke(client, form["token"], ip=request.remote_addr, request_id=g.get("request_id"))
     return _json({})
