@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -52,8 +53,9 @@ def utcnow() -> datetime:
 
 
 def new_id() -> str:
-    """A random public identifier (128 bits, URL-safe)."""
-    return secrets.token_urlsafe(16)
+    """A random public identifier: 120 bits, lowercase base32 (``[a-z2-7]``, 24 characters), so it never
+    starts with ``-`` (a CLI option) and reads unambiguously."""
+    return base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
 
 
 class Base(DeclarativeBase):

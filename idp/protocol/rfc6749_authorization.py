@@ -14,11 +14,40 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from idp.protocol import oidc_core, rfc7636
-from idp.protocol.errors import InvalidRequest
+from idp.protocol.errors import InvalidScope
 from idp.protocol.rfc6749 import MAX_PARAM, parse_scope
 
 RESPONSE_MODES = ("query", "form_post")
-FRONT_PARAMS = ("client_id", "redirect_uri")
+# The parameters this endpoint defines (RFC 6749 §4.1.1, OIDC Core §3.1.2.1, RFC 7636 §4.3): each may appear
+# once. Any other parameter is ignored (RFC 6749 §3.1), repeated or not.
+PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "response_mode",
+    "nonce",
+    "display",
+    "prompt",
+    "max_age",
+    "ui_locales",
+    "claims_locales",
+    "id_token_hint",
+    "login_hint",
+    "acr_values",
+    "claims",
+    "code_challenge",
+    "code_challenge_method",
+    "request",
+    "request_uri",
+    "registration",
+)
+UNSUPPORTED = {
+    "request": "request_not_supported",
+    "request_uri": "request_uri_not_supported",
+    "registration": "registration_not_supported",
+}
 _LOOPBACK_IPS = ("127.0.0.1", "::1")
 
 
@@ -68,34 +97,40 @@ class AuthorizationRequest:
 
 
 def redirect_uri_matches(requested: str, registered: Sequence[str]) -> bool:
-    """Exact string match (RFC 9700 §2.1), except that a loopback IP redirect may use any port
-    (RFC 8252 §7.3)."""
+    """Exact string match (RFC 9700 §2.1), except that a loopback IP redirect may use any port (RFC 8252 §7.3):
+    the requested URI must then equal a registered loopback IP URI with only the port put in or changed."""
     if requested in registered:
         return True
     try:
         parts = urlsplit(requested)
-        if parts.scheme != "http" or parts.hostname not in _LOOPBACK_IPS or parts.port is None:
-            return False
+        port = parts.port
     except ValueError:
         return False
+    if parts.scheme != "http" or parts.hostname not in _LOOPBACK_IPS or port is None:
+        return False
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     for candidate in registered:
         try:
             other = urlsplit(candidate)
-            if (
-                other.scheme == "http"
-                and other.hostname == parts.hostname
-                and other.path == parts.path
-                and other.query == parts.query
-                and not other.username
-                and not parts.username
-            ):
-                return True
+            other_port = other.port
         except ValueError:
             continue
+        if other.scheme != "http" or other.hostname != parts.hostname:
+            continue
+        other_netloc = f"{host}:{other_port}" if other_port is not None else host
+        if other.netloc == other_netloc and candidate.replace(other_netloc, f"{host}:{port}", 1) == requested:
+            return True
     return False
 
 
+def _blank_as_omitted(params: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """RFC 6749 §3.1: a parameter sent without a value is treated as if it were omitted."""
+    kept = {name: [v for v in values if v] for name, values in params.items()}
+    return {name: values for name, values in kept.items() if values}
+
+
 def _single(params: Mapping[str, list[str]], name: str) -> str | None:
+    """The one value of a defined parameter; ``ValueError`` if it is repeated (RFC 6749 §3.1) or malformed."""
     values = params.get(name)
     if not values:
         return None
@@ -110,6 +145,51 @@ def validate(
     params: Mapping[str, list[str]], find_client: Callable[[str], AuthorizationClient | None]
 ) -> tuple[AuthorizationClient, AuthorizationRequest]:
     """Run the pipeline; return the client and the checked request, or raise one of the two errors."""
+    params = _blank_as_omitted(params)
+    client, redirect_uri = _front_channel(params, find_client)
+    state = _lenient_single(params, "state")
+    mode_value = _lenient_single(params, "response_mode")
+    response_mode = mode_value if mode_value in RESPONSE_MODES else "query"
+
+    def fail(error: str, description: str) -> RedirectError:
+        return RedirectError(error, description, redirect_uri, state, response_mode)
+
+    if mode_value is not None and mode_value not in RESPONSE_MODES:
+        raise fail("invalid_request", "response_mode must be query or form_post")
+    try:
+        values = {name: _single(params, name) for name in PARAMETERS}
+    except ValueError as exc:
+        raise fail("invalid_request", str(exc)) from None
+    _check_response_type(values, client, fail)
+    _check_unsupported(values, fail)
+    scopes = _scopes(values["scope"], client, fail)
+    challenge = _pkce_challenge(values, fail)
+    if client.require_nonce and not values["nonce"]:
+        raise fail("invalid_request", "nonce is required for this client")
+    try:
+        prompts = oidc_core.parse_prompt(values["prompt"])
+        max_age = oidc_core.parse_max_age(values["max_age"])
+    except ValueError as exc:
+        raise fail("invalid_request", str(exc)) from None
+    return client, AuthorizationRequest(
+        client_id=client.id,
+        redirect_uri=redirect_uri,
+        scopes=scopes,
+        state=state,
+        nonce=values["nonce"],
+        code_challenge=challenge,
+        response_mode=response_mode,
+        prompts=prompts,
+        max_age=max_age,
+        id_token_hint=values["id_token_hint"],
+        login_hint=values["login_hint"],
+    )
+
+
+def _front_channel(
+    params: Mapping[str, list[str]], find_client: Callable[[str], AuthorizationClient | None]
+) -> tuple[AuthorizationClient, str]:
+    """RFC 6749 §4.1.2.1: the client and its redirect URI; nothing before this may redirect anywhere."""
     try:
         client_id = _single(params, "client_id")
         redirect_uri = _single(params, "redirect_uri")
@@ -124,56 +204,40 @@ def validate(
         raise FatalRequestError("the request has no redirect_uri")
     if not redirect_uri_matches(redirect_uri, client.redirect_uris):
         raise FatalRequestError("the redirect_uri is not registered for this client")
+    return client, redirect_uri
 
-    state = _lenient_single(params, "state")
-    mode_value = _lenient_single(params, "response_mode")
-    response_mode = mode_value if mode_value in RESPONSE_MODES else "query"
 
-    def fail(error: str, description: str) -> RedirectError:
-        return RedirectError(error, description, redirect_uri, state, response_mode)
-
-    if mode_value is not None and mode_value not in RESPONSE_MODES:
-        raise fail("invalid_request", "response_mode must be query or form_post")
-    try:
-        values = {name: _single(params, name) for name in params}
-    except ValueError as exc:
-        raise fail("invalid_request", str(exc)) from None
-    response_type = values.get("response_type")
+def _check_response_type(
+    values: Mapping[str, str | None], client: AuthorizationClient, fail: Callable[[str, str], RedirectError]
+) -> None:
+    """RFC 6749 §4.1.1: ``code`` only (RFC 9700 §2.1.2: no implicit or hybrid flows)."""
+    response_type = values["response_type"]
     if not response_type:
         raise fail("invalid_request", "response_type is required")
     if response_type != "code":
         raise fail("unsupported_response_type", "only response_type=code is supported")
     if "authorization_code" not in client.grant_types:
         raise fail("unauthorized_client", "the client is not registered for the authorization code flow")
-    scopes = _scopes(values.get("scope"), client, fail)
-    challenge, method = values.get("code_challenge"), values.get("code_challenge_method")
+
+
+def _check_unsupported(values: Mapping[str, str | None], fail: Callable[[str, str], RedirectError]) -> None:
+    """OIDC Core §3.1.2.6: request objects and ``registration`` are refused by name, not silently ignored
+    (discovery says ``request_parameter_supported: false``)."""
+    for name, error in UNSUPPORTED.items():
+        if values[name] is not None:
+            raise fail(error, f"the {name} parameter is not supported")
+
+
+def _pkce_challenge(values: Mapping[str, str | None], fail: Callable[[str, str], RedirectError]) -> str:
+    """RFC 7636 §4.3 with RFC 9700 §2.1.1: a challenge is required and only ``S256`` is accepted."""
+    challenge, method = values["code_challenge"], values["code_challenge_method"]
     if not challenge:
         raise fail("invalid_request", "code_challenge is required (PKCE, S256)")
     if method != "S256":
         raise fail("invalid_request", "code_challenge_method must be S256")
     if not rfc7636.is_valid_challenge(challenge):
         raise fail("invalid_request", "code_challenge is malformed")
-    nonce = values.get("nonce")
-    if client.require_nonce and not nonce:
-        raise fail("invalid_request", "nonce is required for this client")
-    try:
-        prompts = oidc_core.parse_prompt(values.get("prompt"))
-        max_age = oidc_core.parse_max_age(values.get("max_age"))
-    except ValueError as exc:
-        raise fail("invalid_request", str(exc)) from None
-    return client, AuthorizationRequest(
-        client_id=client.id,
-        redirect_uri=redirect_uri,
-        scopes=scopes,
-        state=state,
-        nonce=nonce,
-        code_challenge=challenge,
-        response_mode=response_mode,
-        prompts=prompts,
-        max_age=max_age,
-        id_token_hint=values.get("id_token_hint"),
-        login_hint=values.get("login_hint"),
-    )
+    return challenge
 
 
 def _lenient_single(params: Mapping[str, list[str]], name: str) -> str | None:
@@ -187,7 +251,7 @@ def _lenient_single(params: Mapping[str, list[str]], name: str) -> str | None:
 def _scopes(value: str | None, client: AuthorizationClient, fail: Callable[[str, str], RedirectError]) -> list[str]:
     try:
         requested = parse_scope(value)
-    except InvalidRequest:
+    except InvalidScope:
         raise fail("invalid_scope", "scope is malformed") from None
     if requested is None:
         raise fail("invalid_scope", "scope is required")

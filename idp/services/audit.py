@@ -45,6 +45,12 @@ def record(
     return row
 
 
+def log_event(row: dict[str, Any]) -> None:
+    """The JSON log line of an audit event (SPEC §10)."""
+    fields = {k: row.get(k) for k in ("event", "actor", "client_id", "ip", "request_id")}
+    log.info(row["event"], extra={"audit": {**fields, **row.get("details", {})}})
+
+
 def record_later(
     event: str,
     *,
@@ -54,7 +60,8 @@ def record_later(
     request_id: str | None = None,
     **details: Any,
 ) -> None:
-    """Log now and queue the row for the background writer: for events on the token hot path."""
+    """Queue the row and its log line for the background writer, about a second later: for events on the
+    token hot path, which must not wait for a database write or a log write."""
     from flask import current_app
 
     from idp.models.base import utcnow
@@ -69,17 +76,4 @@ def record_later(
         "details": details,
         "created_at": utcnow(),
     }
-    log.info(
-        event,
-        extra={
-            "audit": {
-                "event": event,
-                "actor": actor,
-                "client_id": client_id,
-                "ip": ip,
-                "request_id": request_id,
-                **details,
-            }
-        },
-    )
     writer(current_app._get_current_object()).audit(row)  # type: ignore[attr-defined]

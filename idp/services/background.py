@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from idp.extensions import db
 from idp.models import ApiKey, AuditEvent
 from idp.models.base import utcnow
+from idp.services import audit
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class BackgroundWriter:
             events, self._events = self._events, []
         if not keys and not events:
             return
+        for event in events:
+            audit.log_event(event)
         with self.app.app_context():
             try:
                 if keys:

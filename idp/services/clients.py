@@ -6,7 +6,6 @@ Everything is validated before anything is written, so a refused command changes
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from sqlalchemy import select
 
 from idp.extensions import db
 from idp.models import Client
+from idp.models.base import new_id
 from idp.protocol.uris import InvalidURI, validate_audience, validate_redirect_uri
 from idp.services import audit
 from idp.services.api_keys import NewApiKey, create_api_key
@@ -165,7 +165,7 @@ def _apply(client: Client, spec: ClientSpec, creating: bool) -> None:
 def create_client(spec: ClientSpec, actor: str = "cli") -> tuple[Client, NewApiKey | None]:
     """Register a client; a confidential client authenticating with an API key gets its first key."""
     client = Client(
-        id=secrets.token_urlsafe(16),
+        id=new_id(),
         skip_consent=False,
         require_nonce=False,
         redirect_uris=[],

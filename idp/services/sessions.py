@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from idp.extensions import db
 from idp.models import LoginSession, User
-from idp.models.base import utcnow
+from idp.models.base import new_id, utcnow
 
 
 def _digest(value: str) -> str:
@@ -27,7 +27,7 @@ def start_session(
         previous.ended_at = now
     cookie = secrets.token_urlsafe(32)
     row = LoginSession(
-        id=secrets.token_urlsafe(16),
+        id=new_id(),
         cookie_digest=_digest(cookie),
         user_id=user.id,
         auth_time=now,
