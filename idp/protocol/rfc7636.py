@@ -8,17 +8,18 @@ import hmac
 import re
 
 # §4.2: BASE64URL(SHA256(verifier)) is always 43 characters without padding.
-_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 # §4.1: code-verifier = 43*128unreserved
-_VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")
 
 
 def is_valid_challenge(challenge: str) -> bool:
-    return bool(_CHALLENGE.match(challenge))
+    """Whole-string match: ``$`` would also accept a trailing newline."""
+    return _CHALLENGE.fullmatch(challenge) is not None
 
 
 def is_valid_verifier(verifier: str) -> bool:
-    return bool(_VERIFIER.match(verifier))
+    return _VERIFIER.fullmatch(verifier) is not None
 
 
 def s256(verifier: str) -> str:

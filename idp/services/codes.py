@@ -53,12 +53,14 @@ def find_code(code: str) -> AuthorizationCode | None:
     return db.session.get(AuthorizationCode, digest(code))
 
 
-def consume(row: AuthorizationCode) -> bool:
-    """Mark the code used; True only for the one caller whose UPDATE changed the row."""
+def consume(row: AuthorizationCode, grant_id: str) -> bool:
+    """Mark the code used by grant ``grant_id``, in one statement; True only for the one caller whose UPDATE
+    changed the row. On PostgreSQL (READ COMMITTED) a concurrent caller's UPDATE waits for the row lock, then
+    re-checks ``consumed_at IS NULL`` against the committed row and changes nothing."""
     result = db.session.execute(
         update(AuthorizationCode)
         .where(AuthorizationCode.digest == row.digest, AuthorizationCode.consumed_at.is_(None))
-        .values(consumed_at=utcnow())
+        .values(consumed_at=utcnow(), grant_id=grant_id)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]

@@ -15,10 +15,11 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from idp.extensions import db
 from idp.models import AuthorizationCode, Grant, GrantAccessToken, RefreshToken, RevokedToken, User
-from idp.models.base import utcnow
+from idp.models.base import new_id, utcnow
 from idp.protocol import oidc_core, rfc7636, rfc9068
 from idp.protocol.errors import InvalidGrant, InvalidScope, UnauthorizedClient
 from idp.services import audit, codes
@@ -49,7 +50,12 @@ def user_profile(user: User) -> dict[str, Any]:
 
 
 def revoke_grant(grant_id: str, now: datetime | None = None) -> None:
-    """Revoke a grant, every refresh token of its family and every access token issued under it (SPEC §7)."""
+    """Revoke a grant, every refresh token of its family and every access token issued under it (SPEC §7).
+
+    The first statement locks the grant row, so on PostgreSQL concurrent revocations of one grant run one after
+    the other and each later statement sees what the earlier ones committed. A refresh racing this meets it on
+    the row of the family's current refresh token, which the second statement locks: whichever commits first,
+    the other sees it (``refresh``). ``jti``s already denied (one by one at ``/revoke``) are skipped."""
     now = now or utcnow()
     db.session.execute(update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None)).values(revoked_at=now))
     db.session.execute(
@@ -62,8 +68,31 @@ def revoke_grant(grant_id: str, now: datetime | None = None) -> None:
             GrantAccessToken.grant_id == grant_id, GrantAccessToken.expires_at > now
         )
     ).all()
-    known = set(db.session.scalars(select(RevokedToken.jti).where(RevokedToken.jti.in_([j for j, _ in live]))))
-    db.session.add_all(RevokedToken(jti=jti, expires_at=exp, revoked_at=now) for jti, exp in live if jti not in known)
+    if live:
+        _deny([{"jti": jti, "expires_at": exp, "revoked_at": now} for jti, exp in live])
+
+
+def _deny(rows: list[dict[str, Any]]) -> None:
+    """Add ``jti``s to the access-token denylist, ignoring those already there (``ON CONFLICT DO NOTHING``)."""
+    insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    db.session.execute(insert(RevokedToken).values(rows).on_conflict_do_nothing(index_elements=["jti"]))
+
+
+def is_grant_token_live(jti: str) -> bool:
+    """Whether ``jti`` is an access token issued under a user grant that is still in force. Client-credentials
+    tokens have no grant; a revoked grant's tokens are refused by its ``revoked_at`` as well as the denylist."""
+    found = db.session.execute(
+        select(Grant.revoked_at)
+        .join(GrantAccessToken, GrantAccessToken.grant_id == Grant.id)
+        .where(GrantAccessToken.jti == jti)
+    ).first()
+    return found is not None and found.revoked_at is None
+
+
+def _audience(client: ClientInfo, requested: list[str]) -> str:
+    """RFC 8707 §2: resolved before anything is consumed, so a refused ``resource`` leaves code or token usable.
+    Without a registered audience a user token is for our own userinfo endpoint."""
+    return resolve_audience(client, requested, default=f"{current_app.config['IDP_ISSUER']}/userinfo")
 
 
 def _issue(
@@ -71,9 +100,11 @@ def _issue(
     user: User,
     grant: Grant,
     scopes: list[str],
-    audiences: list[str],
+    audience: str,
     nonce: str | None = None,
     with_refresh: bool = True,
+    ip: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """Access token (RFC 9068), ID token when ``openid`` was granted (OIDC Core §3.1.3.3), and a fresh refresh
     token of the same family when the client may refresh."""
@@ -81,7 +112,6 @@ def _issue(
     issuer = config["IDP_ISSUER"]
     lifetime = client.access_token_ttl or config["IDP_ACCESS_TOKEN_TTL"]
     now = int(time.time())
-    audience = resolve_audience(client, audiences, default=f"{issuer}/userinfo")
     claims = rfc9068.access_token_claims(
         rfc9068.AccessTokenRequest(
             issuer, user.id, client.id, audience, scopes, lifetime, _epoch(grant.auth_time), grant.session_id
@@ -128,6 +158,8 @@ def _issue(
         "token.issued",
         actor=user.id,
         client_id=client.id,
+        ip=ip,
+        request_id=request_id,
         grant_id=grant.id,
         jti=claims["jti"],
         aud=audience,
@@ -136,20 +168,39 @@ def _issue(
     return body
 
 
-def _code_reused(row: AuthorizationCode) -> InvalidGrant:
+def _code_reused(row: AuthorizationCode, ip: str | None, request_id: str | None) -> InvalidGrant:
+    """RFC 6749 §4.1.2: a second redemption revokes what the first issued. When the consuming UPDATE found the
+    code used, it had waited (on PostgreSQL, on the row lock) for the winner to commit, so its grant is visible."""
+    code_digest = row.digest
     db.session.rollback()
-    db.session.refresh(row)
-    if row.grant_id:
-        revoke_grant(row.grant_id)
-    audit.record("code.reused", client_id=row.client_id, actor=row.user_id, grant_id=row.grant_id)
+    current = db.session.get(AuthorizationCode, code_digest)
+    if current is None:
+        return InvalidGrant("the authorization code is invalid")
+    if current.grant_id:
+        revoke_grant(current.grant_id)
+    audit.record(
+        "code.reused",
+        actor=current.user_id,
+        client_id=current.client_id,
+        ip=ip,
+        request_id=request_id,
+        grant_id=current.grant_id,
+    )
     db.session.commit()
     return InvalidGrant("the authorization code was already used")
 
 
 def redeem_code(
-    client: ClientInfo, code: str, redirect_uri: str | None, verifier: str | None, audiences: list[str]
+    client: ClientInfo,
+    code: str,
+    redirect_uri: str | None,
+    verifier: str | None,
+    audiences: list[str],
+    ip: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
-    """RFC 6749 §4.1.3 with RFC 7636 §4.6: every binding is checked before the code is consumed."""
+    """RFC 6749 §4.1.3 with RFC 7636 §4.6: every binding is checked before the code is consumed. The one
+    conditional UPDATE that consumes it (``codes.consume``) decides between concurrent redemptions."""
     if "authorization_code" not in client.grant_types:
         raise UnauthorizedClient("the client is not registered for authorization_code")
     row = codes.find_code(code)
@@ -157,7 +208,7 @@ def redeem_code(
     if row is None or row.client_id != client.id:
         raise InvalidGrant("the authorization code is invalid")
     if row.consumed_at is not None:
-        raise _code_reused(row)
+        raise _code_reused(row, ip, request_id)
     if row.expires_at <= now:
         raise InvalidGrant("the authorization code has expired")
     if redirect_uri != row.redirect_uri:
@@ -169,10 +220,9 @@ def redeem_code(
     user = db.session.get(User, row.user_id)
     if user is None or user.disabled:
         raise InvalidGrant("the user can no longer sign in")
-    if not codes.consume(row):
-        raise _code_reused(row)
+    audience = _audience(client, audiences)
     grant = Grant(
-        id=secrets.token_urlsafe(16),
+        id=new_id(),
         client_id=client.id,
         user_id=user.id,
         session_id=row.session_id,
@@ -184,41 +234,56 @@ def redeem_code(
     )
     db.session.add(grant)
     db.session.flush()
-    db.session.execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.digest == row.digest)
-        .values(grant_id=grant.id)
-        .execution_options(synchronize_session=False)
-    )
+    if not codes.consume(row, grant.id):
+        raise _code_reused(row, ip, request_id)
     scopes = row.scope.split()
     body = _issue(
         client,
         user,
         grant,
         scopes,
-        audiences,
+        audience,
         nonce=row.nonce,
         with_refresh=may_refresh(client) or "offline_access" in scopes,
+        ip=ip,
+        request_id=request_id,
     )
     db.session.commit()
     return body
 
 
-def _refresh_reused(row: RefreshToken) -> InvalidGrant:
+def _refresh_reused(row: RefreshToken, ip: str | None, request_id: str | None) -> InvalidGrant:
+    """RFC 9700 §4.14.2: a rotated token presented again revokes its family, except within the grace period
+    after its rotation (SPEC §7). A token the family revocation got to first is merely refused."""
+    token_digest = row.digest
     db.session.rollback()
-    db.session.refresh(row)
+    current = db.session.get(RefreshToken, token_digest)
+    if current is None or current.revoked_at is not None:
+        return InvalidGrant("the refresh token is revoked")
     grace = current_app.config["IDP_REFRESH_TOKEN_REUSE_GRACE"]
-    if row.rotated_at is not None and grace and (utcnow() - row.rotated_at).total_seconds() <= grace:
+    if current.rotated_at is not None and grace and (utcnow() - current.rotated_at).total_seconds() <= grace:
         return InvalidGrant("the refresh token was already used")
-    revoke_grant(row.grant_id)
-    audit.record("refresh_token.reused", client_id=row.client_id, grant_id=row.grant_id)
+    revoke_grant(current.grant_id)
+    audit.record(
+        "refresh_token.reused", client_id=current.client_id, ip=ip, request_id=request_id, grant_id=current.grant_id
+    )
     db.session.commit()
     return InvalidGrant("the refresh token was already used; the grant is revoked")
 
 
-def refresh(client: ClientInfo, token: str, scopes: list[str] | None, audiences: list[str]) -> dict[str, Any]:
+def refresh(
+    client: ClientInfo,
+    token: str,
+    scopes: list[str] | None,
+    audiences: list[str],
+    ip: str | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
     """RFC 6749 §6: rotate on every use; a rotated token presented again revokes the family (RFC 9700 §4.14.2),
-    except within ``IDP_REFRESH_TOKEN_REUSE_GRACE`` seconds of its rotation."""
+    except within ``IDP_REFRESH_TOKEN_REUSE_GRACE`` seconds of its rotation.
+
+    Of concurrent refreshes with one token, the conditional UPDATE that rotates it lets exactly one through; on
+    PostgreSQL the others wait for its row lock and then find the token rotated (or revoked)."""
     row = db.session.get(RefreshToken, _digest(token)) if token and len(token) <= 256 else None
     if row is None or row.client_id != client.id:
         raise InvalidGrant("the refresh token is invalid")
@@ -229,7 +294,7 @@ def refresh(client: ClientInfo, token: str, scopes: list[str] | None, audiences:
     if grant is None or row.revoked_at is not None or grant.revoked_at is not None:
         raise InvalidGrant("the refresh token is revoked")
     if row.rotated_at is not None:
-        raise _refresh_reused(row)
+        raise _refresh_reused(row, ip, request_id)
     now = utcnow()
     if row.idle_expires_at <= now or grant.expires_at <= now:
         raise InvalidGrant("the refresh token has expired")
@@ -238,6 +303,7 @@ def refresh(client: ClientInfo, token: str, scopes: list[str] | None, audiences:
     user = db.session.get(User, grant.user_id)
     if user is None or user.disabled:
         raise InvalidGrant("the user can no longer sign in")
+    audience = _audience(client, audiences)
     rotated = db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.digest == row.digest, RefreshToken.rotated_at.is_(None), RefreshToken.revoked_at.is_(None))
@@ -245,13 +311,15 @@ def refresh(client: ClientInfo, token: str, scopes: list[str] | None, audiences:
         .execution_options(synchronize_session=False)
     )
     if rotated.rowcount != 1:  # type: ignore[attr-defined]
-        raise _refresh_reused(row)
-    body = _issue(client, user, grant, scopes if scopes is not None else granted, audiences)
+        raise _refresh_reused(row, ip, request_id)
+    body = _issue(
+        client, user, grant, scopes if scopes is not None else granted, audience, ip=ip, request_id=request_id
+    )
     db.session.commit()
     return body
 
 
-def revoke_refresh_token(client: ClientInfo, token: str) -> bool:
+def revoke_refresh_token(client: ClientInfo, token: str, ip: str | None = None, request_id: str | None = None) -> bool:
     """RFC 7009 §2.1: revoking a refresh token revokes its grant (and so its access tokens, §2.1 "SHOULD").
     Returns False when ``token`` is no refresh token of ours, so the caller can try it as an access token."""
     row = db.session.get(RefreshToken, _digest(token)) if token and len(token) <= 256 else None
@@ -261,6 +329,14 @@ def revoke_refresh_token(client: ClientInfo, token: str) -> bool:
         raise UnauthorizedClient("the token was not issued to this client")
     revoke_grant(row.grant_id)
     kind = "refresh_token"
-    audit.record("token.revoked", actor=client.id, client_id=client.id, grant_id=row.grant_id, token_type=kind)
+    audit.record(
+        "token.revoked",
+        actor=client.id,
+        client_id=client.id,
+        ip=ip,
+        request_id=request_id,
+        grant_id=row.grant_id,
+        token_type=kind,
+    )
     db.session.commit()
     return True

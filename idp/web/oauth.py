@@ -97,22 +97,19 @@ def token() -> Response:
         raise UnsupportedGrantType(f"grant_type {grant_type[:40]!r} is not supported")
     client = _client(form, "/token")
     audiences = multi.get("resource", []) + ([form["audience"]] if "audience" in form else [])
+    origin = {"ip": request.remote_addr, "request_id": g.get("request_id")}
     if grant_type == "authorization_code":
         if not form.get("code"):
             raise InvalidRequest("code is required")
-        body = grants.redeem_code(client, form["code"], form.get("redirect_uri"), form.get("code_verifier"), audiences)
+        body = grants.redeem_code(
+            client, form["code"], form.get("redirect_uri"), form.get("code_verifier"), audiences, **origin
+        )
     elif grant_type == "refresh_token":
         if not form.get("refresh_token"):
             raise InvalidRequest("refresh_token is required")
-        body = grants.refresh(client, form["refresh_token"], parse_scope(form.get("scope")), audiences)
+        body = grants.refresh(client, form["refresh_token"], parse_scope(form.get("scope")), audiences, **origin)
     else:
-        body = tokens.client_credentials(
-            client,
-            parse_scope(form.get("scope")),
-            audiences,
-            ip=request.remote_addr,
-            request_id=g.get("request_id"),
-        )
+        body = tokens.client_credentials(client, parse_scope(form.get("scope")), audiences, **origin)
     return _json(body)
 
 
@@ -135,6 +132,7 @@ def revoke() -> Response:
     client = _client(form, "/revoke")
     if "token" not in form:
         raise InvalidRequest("token is required")
-    if not grants.revoke_refresh_token(client, form["token"]):
-        tokens.revoke(client, form["token"], ip=request.remote_addr, request_id=g.get("request_id"))
+    origin = {"ip": request.remote_addr, "request_id": g.get("request_id")}
+    if not grants.revoke_refresh_token(client, form["token"], **origin):
+        tokens.revoke(client, form["token"], **origin)
     return _json({})

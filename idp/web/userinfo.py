@@ -1,4 +1,9 @@
-"""OIDC UserInfo endpoint (OIDC Core §5.3) protected by Bearer tokens (RFC 6750 §2, §3)."""
+"""OIDC UserInfo endpoint (OIDC Core §5.3) protected by Bearer tokens (RFC 6750 §2, §3).
+
+Only an access token issued to a user under a grant still in force is accepted: client-credentials tokens (no
+user), tokens revoked at ``/revoke`` or with their grant, expired tokens and anything not signed by our keys are
+``invalid_token``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from idp.extensions import db
 from idp.models import User
 from idp.protocol import oidc_core
-from idp.services.grants import user_profile
+from idp.services.grants import is_grant_token_live, user_profile
 from idp.services.tokens import decode_access_token, is_revoked
 
 bp = Blueprint("userinfo", __name__)
@@ -32,7 +37,8 @@ def _challenge(
 
 
 def _presented_token() -> tuple[str | None, Response | None]:
-    """RFC 6750 §2.1 header or §2.2 form body; exactly one method (§2)."""
+    """RFC 6750 §2.1 header or §2.2 form body; exactly one method (§2). A request without a Bearer token gets
+    the bare challenge, without an error code (§3.1)."""
     header = request.headers.get("Authorization")
     form_token = None
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
@@ -45,7 +51,7 @@ def _presented_token() -> tuple[str | None, Response | None]:
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return None, _challenge(401, "invalid_request", "use the Bearer scheme")
+            return None, _challenge(401)
         return token.strip(), None
     if form_token:
         return form_token, None
@@ -58,7 +64,7 @@ def userinfo() -> Response:
     if refused is not None:
         return refused
     claims = decode_access_token(token or "")
-    if claims is None or is_revoked(claims["jti"]):
+    if claims is None or not is_grant_token_live(claims["jti"]) or is_revoked(claims["jti"]):
         return _challenge(401, "invalid_token", "the access token is invalid, expired or revoked")
     user = db.session.get(User, claims.get("sub")) if isinstance(claims.get("sub"), str) else None
     if user is None or user.disabled:
