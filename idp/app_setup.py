@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Request, Response, g, jsonify, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 
@@ -43,6 +46,7 @@ def configure_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
     # without a persistent one (see cli.serve), so sessions never silently die with a restart.
     app.config["SECRET_KEY"] = secret or secrets.token_urlsafe(32)
     app.config["IDP_SECRET_KEY_PERSISTENT"] = secret is not None
+    app.session_interface = LazySessionInterface()
     app.config["SQLALCHEMY_DATABASE_URI"] = settings["IDP_DATABASE_URL"]
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
@@ -53,6 +57,16 @@ def configure_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
         app.config["SESSION_COOKIE_NAME"] = "__Host-idp"
     else:
         app.config["SESSION_COOKIE_NAME"] = "idp"
+
+
+class LazySessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, minus the signing-serializer set-up on requests that carry no session
+    cookie (every API call): they get an empty session, exactly what the parent class would give them."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def configure_logging(app: Flask) -> None:
@@ -97,13 +111,32 @@ def configure_keyring(app: Flask) -> None:
         log.debug("keyring not loaded: %s", exc)
 
 
+class RequestIds:
+    """Unique request ids without a random draw per request: a random per-process prefix (drawn again in every
+    forked worker) and a counter. They correlate log lines; they are not secrets."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = secrets.token_hex(5)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):x}"
+
+
+_request_ids = RequestIds()
+
+
 def configure_requests(app: Flask) -> None:
     hsts = app.config["IDP_ISSUER"].startswith("https://")
 
     @app.before_request
     def assign_request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else _request_ids.next()
 
     @app.after_request
     def security_headers(response: Response) -> Response:

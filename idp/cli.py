@@ -154,9 +154,10 @@ def init(as_json: bool) -> None:
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=None, type=click.IntRange(1, 256), help="Worker processes (default: cores).")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
+@click.option("--access-log/--no-access-log", default=False, show_default=True, help="One line per request.")
 @json_option
-def serve(host: str, port: int, workers: int | None, threads: int, as_json: bool) -> None:
-    """Run the production WSGI server (gunicorn, gthread workers)."""
+def serve(host: str, port: int, workers: int | None, threads: int, access_log: bool, as_json: bool) -> None:
+    """Run the production WSGI server (granian; see README "Choosing the WSGI server" for the figures)."""
     from idp.services.keystore import KeyringError
 
     with app_context() as app:
@@ -166,25 +167,16 @@ def serve(host: str, port: int, workers: int | None, threads: int, as_json: bool
             app.extensions["idp.keyring"].load()
         except KeyringError as exc:
             fail(str(exc))
-    workers = workers or os.cpu_count() or 1
     argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--worker-class",
-        "gthread",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "--bind",
-        f"{host}:{port}",
-        "--access-logfile",
-        "-",
-        "--graceful-timeout",
-        "10",
-        "idp:create_app()",
-    ]
+        sys.executable, "-m", "granian", "--interface", "wsgi", "--http", "1",
+        "--host", host, "--port", str(port),
+        "--workers", str(workers or os.cpu_count() or 1),
+        # Bounded per-worker concurrency, in line with the database connection pool.
+        "--blocking-threads", str(threads),
+        "--respawn-failed-workers", "--workers-kill-timeout", "10", "--log-level", "warning",
+        "--access-log" if access_log else "--no-access-log",
+        "--factory", "idp:create_app",
+    ]  # fmt: skip
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the server
 
 

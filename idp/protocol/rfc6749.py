@@ -12,7 +12,7 @@ import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import unquote_to_bytes
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from idp.protocol.errors import InvalidClient, InvalidRequest, InvalidScope
 
@@ -22,6 +22,24 @@ REPEATABLE = frozenset({"resource"})
 # bounded as a whole by MAX_CONTENT_LENGTH.
 MAX_PARAM = 4096
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+
+
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+MAX_FIELDS = 64
+
+
+def parse_form(body: bytes) -> list[tuple[str, str]]:
+    """Strict ``application/x-www-form-urlencoded`` (RFC 6749 Appendix B; WHATWG URL §5): a malformed
+    percent-escape, invalid UTF-8 or more than ``MAX_FIELDS`` fields is ``invalid_request``, never a guess."""
+    if _BAD_ESCAPE.search(body):
+        raise InvalidRequest("the form body has a malformed percent-escape")
+    try:
+        text = body.decode("ascii")
+        return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=MAX_FIELDS)
+    except UnicodeDecodeError:
+        raise InvalidRequest("the form body is not valid UTF-8 in ASCII percent-encoding") from None
+    except ValueError:
+        raise InvalidRequest("the form body has too many fields") from None
 
 
 def single_params(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

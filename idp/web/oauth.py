@@ -6,13 +6,14 @@ Each view: parse the form strictly, authenticate the client, call one service, a
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from idp.protocol.errors import InvalidClient, InvalidRequest, OAuthError, UnsupportedGrantType
-from idp.protocol.rfc6749 import parse_scope, single_params
+from idp.protocol.rfc6749 import parse_form, parse_scope, single_params
 from idp.services import api_keys, audit, grants, tokens
 from idp.services.client_auth import ClientInfo, Credentials, authenticate, extract_credentials
 
@@ -23,11 +24,13 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    response = jsonify(body)
-    response.status_code = status
-    response.headers.update(NO_STORE)
-    response.headers.update(headers or {})
-    return response
+    """RFC 6749 §5.1: JSON with ``Cache-Control: no-store`` and ``Pragma: no-cache``."""
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status=status,
+        mimetype="application/json",
+        headers={**NO_STORE, **(headers or {})},
+    )
 
 
 @bp.errorhandler(OAuthError)
@@ -49,7 +52,7 @@ def _form() -> tuple[dict[str, str], dict[str, list[str]]]:
         raise InvalidRequest("the body must be application/x-www-form-urlencoded")
     if request.args:
         raise InvalidRequest("parameters belong in the request body, not the query")
-    multi = single_params(request.form.items(multi=True))
+    multi = single_params(parse_form(request.get_data(cache=False)))
     return {name: values[0] for name, values in multi.items()}, multi
 
 
