@@ -131,7 +131,9 @@ def test_prune_removes_leftovers_of_interrupted_rotations(cli, store, keys_dir):
     named = disk_snapshot(keys_dir)
     (keys_dir / "orphan-from-a-crash.pem").write_bytes(b"half a key")
     (keys_dir / ".keyring.json.abc123.tmp").write_bytes(b'{"version": 1, "ke')
-    (keys_dir / ".somekid.pem.def456.tmp").write_bytes(b"-----BEGIN PRIVATE KEY-----\n")
+    # A temp file cut off mid-write can hold part of a private key: generate one now and keep its first half.
+    pem = RSAKey.generate_key(2048, private=True).as_pem(private=True)
+    (keys_dir / ".somekid.pem.def456.tmp").write_bytes(pem[: len(pem) // 2])
 
     result = cli("keys", "prune", "--json")
     assert result.exit_code == 0, result.output

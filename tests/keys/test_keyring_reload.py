@@ -86,7 +86,9 @@ def _corrupt(store: KeyStore, how: str) -> None:
         broken = [replace(r, kid="unknown", file="unknown.pem") if r.state == "next" else r for r in records]
         path.write_text(json.dumps({"version": 1, "keys": [asdict(r) for r in broken]}))
     elif how == "garbage-pem":
-        (store.directory / "bad.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        # A PEM that does not parse: the armour of a key generated now around a body cut to four characters.
+        lines = RSAKey.generate_key(2048, private=True).as_pem(private=True).splitlines()
+        (store.directory / "bad.pem").write_bytes(b"\n".join([lines[0], lines[1][:4], lines[-1], b""]))
         extra = replace(records[0], kid="bad", file="bad.pem", state="retired", retired_at=records[0].created_at)
         path.write_text(json.dumps({"version": 1, "keys": [asdict(r) for r in [*records, extra]]}))
     elif how == "bad-timestamp":
