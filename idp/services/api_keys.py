@@ -7,7 +7,6 @@ compared in constant time, and the plaintext exists only in the return value of 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -19,6 +18,7 @@ from sqlalchemy import select
 from idp.extensions import db
 from idp.models import ApiKey, Client
 from idp.models.base import utcnow
+from idp.protocol.digests import sha256_hex
 from idp.services import audit
 from idp.services.errors import Invalid, NotFound
 
@@ -37,8 +37,7 @@ class NewApiKey:
     key: str
 
 
-def digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+digest = sha256_hex
 
 
 def prefix_of(key_id: str) -> str:

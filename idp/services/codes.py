@@ -7,7 +7,6 @@ issued (RFC 6749 §4.1.2; RFC 9700 §4.5).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import timedelta
 
@@ -16,11 +15,10 @@ from sqlalchemy import update
 from idp.extensions import db
 from idp.models import AuthorizationCode, LoginSession
 from idp.models.base import utcnow
+from idp.protocol.digests import sha256_hex
 from idp.protocol.rfc6749_authorization import AuthorizationRequest
 
-
-def digest(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
+digest = sha256_hex
 
 
 def issue_code(request: AuthorizationRequest, session: LoginSession, ttl: int) -> str:

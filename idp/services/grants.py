@@ -7,7 +7,6 @@ issued under it is recorded by ``jti`` so revoking the grant can deny them until
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,14 +20,11 @@ from idp.extensions import db
 from idp.models import AuthorizationCode, Grant, GrantAccessToken, RefreshToken, RevokedToken, User
 from idp.models.base import new_id, utcnow
 from idp.protocol import oidc_core, rfc7636, rfc9068
+from idp.protocol.digests import sha256_hex
 from idp.protocol.errors import InvalidGrant, InvalidScope, UnauthorizedClient
 from idp.services import audit, codes
 from idp.services.client_auth import ClientInfo
 from idp.services.tokens import resolve_audience, signing_keyring
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _epoch(value: datetime) -> int:
@@ -146,7 +142,7 @@ def _issue(
         idle = utcnow() + timedelta(seconds=config["IDP_REFRESH_TOKEN_IDLE_TTL"])
         db.session.add(
             RefreshToken(
-                digest=_digest(refresh),
+                digest=sha256_hex(refresh),
                 grant_id=grant.id,
                 client_id=client.id,
                 scope=grant.scope,
@@ -284,7 +280,7 @@ def refresh(
 
     Of concurrent refreshes with one token, the conditional UPDATE that rotates it lets exactly one through; on
     PostgreSQL the others wait for its row lock and then find the token rotated (or revoked)."""
-    row = db.session.get(RefreshToken, _digest(token)) if token and len(token) <= 256 else None
+    row = db.session.get(RefreshToken, sha256_hex(token)) if token and len(token) <= 256 else None
     if row is None or row.client_id != client.id:
         raise InvalidGrant("the refresh token is invalid")
     grant = db.session.get(Grant, row.grant_id)
@@ -322,7 +318,7 @@ def refresh(
 def revoke_refresh_token(client: ClientInfo, token: str, ip: str | None = None, request_id: str | None = None) -> bool:
     """RFC 7009 §2.1: revoking a refresh token revokes its grant (and so its access tokens, §2.1 "SHOULD").
     Returns False when ``token`` is no refresh token of ours, so the caller can try it as an access token."""
-    row = db.session.get(RefreshToken, _digest(token)) if token and len(token) <= 256 else None
+    row = db.session.get(RefreshToken, sha256_hex(token)) if token and len(token) <= 256 else None
     if row is None:
         return False
     if row.client_id != client.id:

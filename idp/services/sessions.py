@@ -3,7 +3,6 @@ digest and the public ``sid`` that goes into ID tokens (OIDC Front-Channel Logou
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import timedelta
 
@@ -12,10 +11,7 @@ from sqlalchemy import select, update
 from idp.extensions import db
 from idp.models import LoginSession, User
 from idp.models.base import new_id, utcnow
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+from idp.protocol.digests import sha256_hex
 
 
 def start_session(
@@ -28,7 +24,7 @@ def start_session(
     cookie = secrets.token_urlsafe(32)
     row = LoginSession(
         id=new_id(),
-        cookie_digest=_digest(cookie),
+        cookie_digest=sha256_hex(cookie),
         user_id=user.id,
         auth_time=now,
         amr=amr,
@@ -46,7 +42,7 @@ def find_session(cookie: str | None) -> tuple[LoginSession, User] | None:
     found = db.session.execute(
         select(LoginSession, User)
         .join(User, User.id == LoginSession.user_id)
-        .where(LoginSession.cookie_digest == _digest(cookie))
+        .where(LoginSession.cookie_digest == sha256_hex(cookie))
     ).first()
     if found is None:
         return None

@@ -199,12 +199,8 @@ def _to_page(endpoint: str, params: dict[str, list[str]]) -> WResponse:
 # --- /authorize ------------------------------------------------------------------------------------------
 
 
-@bp.route("/authorize", methods=["GET", "POST"])
-def authorize() -> WResponse:
-    """RFC 6749 §4.1.1 / OIDC Core §3.1.2: validate, then log in, consent and answer with a code."""
-    if request.method == "POST" and request.mimetype != "application/x-www-form-urlencoded":
-        return error_page("The authorization request is malformed.")
-    params = _request_params()
+def _validated(params: dict[str, list[str]]) -> tuple[ClientInfo, AuthorizationRequest] | WResponse:
+    """Run the authorization-request pipeline; its refusals become the error page or the error redirect."""
     try:
         client, req = validate(params, find_client)
     except FatalRequestError as exc:
@@ -212,6 +208,19 @@ def authorize() -> WResponse:
     except RedirectError as exc:
         return _redirect_error(exc)
     assert isinstance(client, ClientInfo)
+    return client, req
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize() -> WResponse:
+    """RFC 6749 §4.1.1 / OIDC Core §3.1.2: validate, then log in, consent and answer with a code."""
+    if request.method == "POST" and request.mimetype != "application/x-www-form-urlencoded":
+        return error_page("The authorization request is malformed.")
+    params = _request_params()
+    checked = _validated(params)
+    if isinstance(checked, WResponse):
+        return checked
+    client, req = checked
     try:
         return _decide(client, req, params)
     except RedirectError as exc:
@@ -345,16 +354,13 @@ def _consent_context() -> _ConsentRequest | WResponse:
     params = _parse_return_to(request.values.get("return_to"))
     if params is None:
         return error_page("The consent request is not valid.")
-    try:
-        client, req = validate(params, find_client)
-    except FatalRequestError as exc:
-        return error_page(f"The sign-in request is not valid: {exc}.")
-    except RedirectError as exc:
-        return _redirect_error(exc)
+    checked = _validated(params)
+    if isinstance(checked, WResponse):
+        return checked
+    client, req = checked
     current = _current_login()
     if current is None:
         return _to_page("login", params)
-    assert isinstance(client, ClientInfo)
     return _ConsentRequest(client, req, params, current[0], current[1])
 
 
