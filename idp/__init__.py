@@ -15,6 +15,7 @@ from idp.app_setup import (
     configure_logging,
     configure_requests,
     configure_settings,
+    configure_token_lane,
 )
 
 
@@ -28,4 +29,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     configure_requests(app)
     configure_errors(app)
     configure_blueprints(app)
+    configure_token_lane(app)
     return app

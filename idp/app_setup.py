@@ -130,13 +130,17 @@ class RequestIds:
 _request_ids = RequestIds()
 
 
+def request_id_for(incoming: str) -> str:
+    """The caller's ``X-Request-ID`` when it is a sane token, else a fresh one."""
+    return incoming if _REQUEST_ID.match(incoming) else _request_ids.next()
+
+
 def configure_requests(app: Flask) -> None:
     hsts = app.config["IDP_ISSUER"].startswith("https://")
 
     @app.before_request
     def assign_request_id() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else _request_ids.next()
+        g.request_id = request_id_for(request.headers.get("X-Request-ID", ""))
 
     @app.after_request
     def security_headers(response: Response) -> Response:
@@ -153,6 +157,13 @@ def configure_requests(app: Flask) -> None:
         if hsts:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         return response
+
+
+def configure_token_lane(app: Flask) -> None:
+    """Serve successful client-credentials requests without Flask's request machinery (idp/web/token_lane.py)."""
+    from idp.web.token_lane import ClientCredentialsLane
+
+    app.wsgi_app = ClientCredentialsLane(app, app.wsgi_app, request_id_for)  # type: ignore[method-assign]
 
 
 def configure_errors(app: Flask) -> None:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import or_, update
+from sqlalchemy import insert, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.extensions import db
@@ -90,7 +90,8 @@ class BackgroundWriter:
                         .values(last_used_at=now)
                     )
                 if events:
-                    db.session.add_all(AuditEvent(**event) for event in events)
+                    # ORM bulk INSERT (executemany): no per-row unit-of-work bookkeeping.
+                    db.session.execute(insert(AuditEvent), events)
                 db.session.commit()
             except SQLAlchemyError as exc:
                 db.session.rollback()
