@@ -33,6 +33,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/verify.py
 
 migration: install
 	$(BIN)/flask --app idp db migrate -d migrations -m "$(MSG)"

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from idp.app_setup import (
-    configure_blueprints,
-    configure_database,
-    configure_errors,
-    configure_keyring,
-    configure_logging,
-    configure_requests,
-    configure_settings,
-    configure_token_lane,
-)
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the WSGI application. ``config`` overrides any ``IDP_*`` setting (tests pass a mapping)."""
+    """Build the WSGI application. ``config`` overrides any ``IDP_*`` setting (tests pass a mapping).
+
+    The server's imports happen here, not at package import, so ``import idp.verify`` in a resource server
+    loads no Flask, SQLAlchemy or Authlib (SPEC §11).
+    """
+    from flask import Flask
+
+    from idp.app_setup import (
+        configure_blueprints,
+        configure_database,
+        configure_errors,
+        configure_keyring,
+        configure_logging,
+        configure_requests,
+        configure_settings,
+        configure_token_lane,
+    )
+
     app = Flask(__name__)
     configure_settings(app, config)
     configure_logging(app)
