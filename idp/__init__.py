@@ -19,10 +19,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from idp.app_setup import (
         configure_blueprints,
+        configure_cors,
         configure_database,
         configure_errors,
         configure_keyring,
+        configure_limits,
         configure_logging,
+        configure_metrics,
+        configure_proxy_fix,
         configure_requests,
         configure_settings,
         configure_token_lane,
@@ -34,7 +38,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     configure_database(app)
     configure_keyring(app)
     configure_requests(app)
+    configure_metrics(app)
     configure_errors(app)
+    configure_limits(app)
     configure_blueprints(app)
+    configure_cors(app)
     configure_token_lane(app)
+    configure_proxy_fix(app)
     return app

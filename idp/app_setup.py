@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import secrets
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,10 @@ from typing import Any
 from flask import Flask, Request, Response, g, jsonify, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from sqlalchemy import event
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp.config import ConfigError, load_settings
 from idp.extensions import db, migrate
@@ -23,8 +27,18 @@ from idp.models.base import UTCDateTime
 from idp.services.keyring import Keyring
 from idp.services.keystore import KeyringError
 
-MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
+
+def _migrations_dir() -> str:
+    """The Alembic scripts: ``migrations/`` of a source checkout (editable install), else the copy a regular
+    install puts under ``<prefix>/share/idp/migrations`` (pyproject ``data-files``)."""
+    checkout = Path(__file__).resolve().parent.parent / "migrations"
+    installed = Path(sys.prefix) / "share" / "idp" / "migrations"
+    return str(checkout if (checkout / "env.py").is_file() else installed)
+
+
+MIGRATIONS_DIR = _migrations_dir()
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+RETRY_AFTER_SECONDS = 5
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 log = logging.getLogger(__name__)
@@ -49,6 +63,12 @@ def configure_settings(app: Flask, config: Mapping[str, Any] | None) -> None:
     app.session_interface = LazySessionInterface()
     app.config["SQLALCHEMY_DATABASE_URI"] = settings["IDP_DATABASE_URL"]
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    if not settings["IDP_DATABASE_URL"].startswith("sqlite"):
+        # Sized for the worker's threads; a request that waits longer than the timeout for a connection gets a
+        # retryable 503 (configure_errors), not a hang.
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"].update(
+            pool_size=settings["IDP_DATABASE_POOL_SIZE"], max_overflow=0, pool_timeout=5
+        )
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
@@ -77,6 +97,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
+    # WAL: readers never wait for the writer. synchronous=NORMAL: a commit is durable against a crash of the
+    # process (kill -9 loses nothing); only an OS crash or power cut can lose the last commits (README).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
@@ -159,10 +183,36 @@ def configure_requests(app: Flask) -> None:
         return response
 
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def configure_metrics(app: Flask) -> None:
+    """Request count and latency per matched route (idp/metrics.py); ``/metrics`` serves them."""
+    from idp.metrics import observe_request, timer
+    from idp.web.metrics import bp
+
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def start_timer() -> None:
+        g.metrics_elapsed = timer()
+
+    @app.after_request
+    def count_request(response: Response) -> Response:
+        elapsed = g.get("metrics_elapsed")
+        if elapsed is not None:
+            endpoint = request.url_rule.rule if request.url_rule else "other"
+            method = request.method if request.method in KNOWN_METHODS else "other"
+            observe_request(endpoint, method, response.status_code, elapsed())
+        return response
+
+
 def configure_token_lane(app: Flask) -> None:
     """Serve successful client-credentials requests without Flask's request machinery (idp/web/token_lane.py)."""
     from idp.web.token_lane import ClientCredentialsLane
 
+    if app.config["IDP_RATE_LIMIT_CLIENT_CEILING"]:
+        return  # the optional per-client ceiling counts successes, in the Flask view (idp/services/limits.py)
     app.wsgi_app = ClientCredentialsLane(app, app.wsgi_app, request_id_for)  # type: ignore[method-assign]
 
 
@@ -182,6 +232,16 @@ def configure_errors(app: Flask) -> None:
         if code == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response, code
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeoutError)
+    def database_unavailable(exc: Exception) -> tuple[Response, int, dict[str, str]]:
+        """The database is down or out of connections: a retryable 503 (RFC 9110 §15.6.4), never a 500. The
+        pool pre-pings connections, so service resumes by itself when the database is back."""
+        log.error("database unavailable: %s", type(exc).__name__)
+        body = {"error": "temporarily_unavailable", "error_description": "the database is unavailable; retry later"}
+        return jsonify(body), 503, {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception) -> tuple[Response, int]:
@@ -204,6 +264,32 @@ def configure_blueprints(app: Flask) -> None:
     app.register_blueprint(pages_bp)
     app.register_blueprint(userinfo_bp)
     app.jinja_env.globals["csrf_token"] = generate_csrf
+
+
+def configure_limits(app: Flask) -> None:
+    """Bind Flask-Limiter: Redis when IDP_REDIS_URL is set, else memory; which requests count, and when, is
+    idp/services/limits.py."""
+    from idp.extensions import limiter
+    from idp.services.limits import storage_settings
+
+    app.config.update(storage_settings(app.config["IDP_REDIS_URL"], app.config["IDP_RATE_LIMIT_KEY_PREFIX"]))
+    limiter.init_app(app)
+
+
+def configure_cors(app: Flask) -> None:
+    """CORS headers on the endpoints browsers may call cross-origin (SPEC §10; idp/web/cors.py)."""
+    from idp.web.cors import add_cors_headers
+
+    app.after_request(add_cors_headers)
+
+
+def configure_proxy_fix(app: Flask) -> None:
+    """Trust ``X-Forwarded-For`` and ``X-Forwarded-Proto`` from exactly IDP_TRUSTED_PROXIES hops, so
+    ``remote_addr`` (audit records, rate-limit keys) is the client's address, not the proxy's. The last step:
+    it must wrap every other WSGI layer (the token lane records the address too)."""
+    hops = app.config["IDP_TRUSTED_PROXIES"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 __all__ = ["MIGRATIONS_DIR", "ConfigError"]

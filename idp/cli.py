@@ -11,9 +11,10 @@ import json
 import os
 import secrets
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -47,6 +48,16 @@ def _json_default(value: Any) -> Any:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def actor() -> str:
+    """Who the audit trail names for a command: ``cli:<os user>`` (``cli`` when the account has no name)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"[:255]
+    except (KeyError, OSError):
+        return "cli"
 
 
 @contextmanager
@@ -124,7 +135,7 @@ def _ensure_secret_key(instance_dir: str) -> bool:
 @guarded
 def init(as_json: bool) -> None:
     """Create or upgrade the schema, the secret key and the first signing keys. Safe to run again."""
-    from idp.services.keys import init_keyring
+    from idp.services.keys import init_keyring, record_change
     from idp.services.keystore import KeyStore
 
     with app_context() as app:
@@ -132,7 +143,7 @@ def init(as_json: bool) -> None:
         _alembic("upgrade", "head")
         change = init_keyring(KeyStore(app.config["IDP_KEYS_DIR"]), app.config["IDP_SIGNING_KEY_SIZE"])
         if change:
-            _audit_key_change("key.created", change.kids)
+            record_change(change, actor())
         result = {
             "schema": "current",
             "secret_key_created": created_secret,
@@ -177,7 +188,20 @@ def serve(host: str, port: int, workers: int | None, threads: int, access_log: b
         "--access-log" if access_log else "--no-access-log",
         "--factory", "idp:create_app",
     ]  # fmt: skip
+    prepare_metrics_dir()
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the server
+
+
+def prepare_metrics_dir() -> None:
+    """Workers share their Prometheus samples through files in ``PROMETHEUS_MULTIPROC_DIR`` (idp/metrics.py):
+    an operator's directory is emptied of a previous run's samples, else a fresh one is made."""
+    from idp.metrics import MULTIPROCESS_ENV
+
+    directory = os.environ.get(MULTIPROCESS_ENV) or tempfile.mkdtemp(prefix="idp-metrics-")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    for stale in Path(directory).glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_ENV] = directory
 
 
 @main.group()
@@ -276,17 +300,6 @@ def _key_dict(record: Any) -> dict[str, Any]:
     }
 
 
-def _audit_key_change(event: str, kids: dict[str, str]) -> None:
-    """Record a keyring change; the keyring is files, so a database that is not there yet only costs the row."""
-    from idp.extensions import db as database
-    from idp.services import audit
-
-    try:
-        audit.record(event, actor="cli", commit=True, **kids)
-    except SQLAlchemyError:
-        database.session.rollback()
-
-
 @keys.command("list")
 @json_option
 @guarded
@@ -309,14 +322,14 @@ def keys_list(as_json: bool) -> None:
 @guarded
 def keys_rotate(as_json: bool) -> None:
     """next → active, active → retired, and a fresh next key."""
-    from idp.services.keys import rotate
+    from idp.services.keys import record_change, rotate
     from idp.services.keystore import KeyStore
 
     with app_context() as app:
         change = rotate(
             KeyStore(app.config["IDP_KEYS_DIR"]), app.config["IDP_SIGNING_KEY_SIZE"], app.config["IDP_JWKS_MAX_AGE"]
         )
-        _audit_key_change("key.rotated", change.kids)
+        record_change(change, actor())
         emit(as_json, change.kids, f"rotated: active {change.kids['active']}, next {change.kids['next']}")
 
 
@@ -326,12 +339,12 @@ def keys_rotate(as_json: bool) -> None:
 @guarded
 def keys_retire(kid: str, as_json: bool) -> None:
     """Stop KID signing now (emergency: retiring the active key promotes next at once)."""
-    from idp.services.keys import retire
+    from idp.services.keys import record_change, retire
     from idp.services.keystore import KeyStore
 
     with app_context() as app:
         change = retire(KeyStore(app.config["IDP_KEYS_DIR"]), kid, app.config["IDP_SIGNING_KEY_SIZE"])
-        _audit_key_change("key.retired", change.kids)
+        record_change(change, actor())
         emit(as_json, change.kids, f"retired {kid}")
 
 
@@ -342,7 +355,7 @@ def keys_prune(as_json: bool) -> None:
     """Remove retired keys whose every token has expired."""
     from idp.extensions import db as database
     from idp.models import Client
-    from idp.services.keys import prune
+    from idp.services.keys import prune, record_change
     from idp.services.keystore import KeyStore
 
     with app_context() as app:
@@ -352,7 +365,7 @@ def keys_prune(as_json: bool) -> None:
         change = prune(KeyStore(app.config["IDP_KEYS_DIR"]), lifetime)
         pruned = sorted(change.kids)
         if pruned:
-            _audit_key_change("key.pruned", {"kids": ",".join(pruned)})
+            record_change(change, actor())
         emit(as_json, {"pruned": pruned}, f"pruned {len(pruned)} key(s)" + (": " + ", ".join(pruned) if pruned else ""))
 
 
@@ -417,7 +430,7 @@ def clients_create(as_json: bool, **kw: Any) -> None:
     from idp.services.clients import client_as_dict, create_client
 
     with app_context():
-        client, key = create_client(_client_spec(kw))
+        client, key = create_client(_client_spec(kw), actor())
         data = client_as_dict(client)
         if key:
             data.update(client_secret=key.key, api_key_id=key.row.id)
@@ -470,7 +483,7 @@ def clients_update(client_id: str, as_json: bool, **kw: Any) -> None:
     from idp.services.clients import client_as_dict, update_client
 
     with app_context():
-        data = client_as_dict(update_client(client_id, _client_spec(kw)))
+        data = client_as_dict(update_client(client_id, _client_spec(kw), actor()))
         emit(as_json, data, f"updated {client_id}")
 
 
@@ -483,7 +496,7 @@ def clients_delete(client_id: str, as_json: bool) -> None:
     from idp.services.clients import delete_client
 
     with app_context():
-        delete_client(client_id)
+        delete_client(client_id, actor())
         emit(as_json, {"client_id": client_id, "deleted": True}, f"deleted {client_id}")
 
 
@@ -539,7 +552,7 @@ def api_keys_create(client_id: str, name: str | None, expires_in: int | None, as
     from idp.services.api_keys import create_api_key
 
     with app_context():
-        new = create_api_key(client_id, name, expires_in)
+        new = create_api_key(client_id, name, expires_in, actor())
         data = {
             k: v for k, v in _api_key_dict(new.row).items() if k in ("id", "client_id", "name", "prefix", "expires_at")
         }
@@ -579,7 +592,7 @@ def api_keys_revoke(key_id: str, as_json: bool) -> None:
     from idp.services.api_keys import revoke_api_key
 
     with app_context():
-        row = revoke_api_key(key_id)
+        row = revoke_api_key(key_id, actor())
         emit(as_json, _api_key_dict(row), f"revoked {key_id}")
 
 
@@ -624,7 +637,7 @@ def users_create(username: str, email: str | None, name: str | None, password_st
 
     password = _read_password(password_stdin)
     with app_context():
-        user = create_user(username, password, email, name)
+        user = create_user(username, password, email, name, actor())
         emit(
             as_json,
             {"id": user.id, "username": user.username, "email": user.email},
@@ -679,19 +692,19 @@ def _user_action(name: str, help_text: str, action: Callable[[str], Any]) -> Non
 def _disable(user: str) -> Any:
     from idp.services.users import set_disabled
 
-    return set_disabled(user, True)
+    return set_disabled(user, True, actor())
 
 
 def _enable(user: str) -> Any:
     from idp.services.users import set_disabled
 
-    return set_disabled(user, False)
+    return set_disabled(user, False, actor())
 
 
 def _delete(user: str) -> None:
     from idp.services.users import delete_user
 
-    delete_user(user)
+    delete_user(user, actor())
 
 
 _user_action("disable", "Stop a user signing in.", _disable)
@@ -713,7 +726,7 @@ def users_set_password(user: str, password_stdin: bool, as_json: bool) -> None:
     if password is None:
         raise Invalid("no password given (use --password-stdin)")
     with app_context():
-        emit(as_json, _user_dict(set_password(user, password)), f"password set for {user}")
+        emit(as_json, _user_dict(set_password(user, password, actor())), f"password set for {user}")
 
 
 # --- audit -----------------------------------------------------------------------------------------------
@@ -721,48 +734,90 @@ def users_set_password(user: str, password_stdin: bool, as_json: bool) -> None:
 
 @main.group()
 def audit() -> None:
-    """The audit trail."""
+    """The audit trail (SPEC §10): security events named subject.verb."""
+
+
+def _since(ctx: Any, param: Any, value: str | None) -> datetime | None:
+    """A look-back (``1h``, ``7d``) or an ISO 8601 time (``2026-11-01T00:00:00Z``)."""
+    if value is None:
+        return None
+    try:
+        parse_duration(value)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise click.BadParameter(f"{value[:40]!r} is neither a duration (1h, 7d) nor an ISO 8601 time") from None
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    seconds = _duration(ctx, param, value)
+    assert seconds is not None
+    return datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+def _audit_dict(e: Any) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "event": e.event,
+        "created_at": _iso(e.created_at),
+        "actor": e.actor,
+        "client_id": e.client_id,
+        "ip": e.ip,
+        "request_id": e.request_id,
+        "details": e.details,
+    }
 
 
 @audit.command("tail")
-@click.option("--since", callback=_duration, help="Only events newer than this, e.g. 1h, 7d.")
+@click.option("--since", callback=_since, help="Only events newer than this: 1h, 7d or an ISO 8601 time.")
 @click.option("--event", "event_name", help="Only this event name, e.g. api_key.revoked.")
+@click.option("--actor", "actor_name", help="Only events by this actor (user id, client id, cli:NAME).")
+@click.option("--client", "client_id", help="Only events concerning this client id.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
 @json_option
 @guarded
-def audit_tail(since: int | None, event_name: str | None, limit: int, as_json: bool) -> None:
+def audit_tail(
+    since: datetime | None,
+    event_name: str | None,
+    actor_name: str | None,
+    client_id: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """Print the newest audit events, oldest first."""
-    from datetime import timedelta
-
-    from idp.extensions import db as database
-    from idp.models import AuditEvent
+    from idp.services.audit import AuditQuery, tail
 
     with app_context():
-        query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
-        if since:
-            query = query.where(AuditEvent.created_at >= datetime.now(UTC) - timedelta(seconds=since))
-        if event_name:
-            query = query.where(AuditEvent.event == event_name)
-        rows = [
-            {
-                "id": e.id,
-                "event": e.event,
-                "created_at": _iso(e.created_at),
-                "actor": e.actor,
-                "client_id": e.client_id,
-                "ip": e.ip,
-                "request_id": e.request_id,
-                "details": e.details,
-            }
-            for e in reversed(list(database.session.scalars(query)))
-        ]
+        query = AuditQuery(since=since, event=event_name, actor=actor_name, client_id=client_id, limit=limit)
+        rows = [_audit_dict(e) for e in tail(query)]
         emit(
             as_json,
             rows,
             lambda: "\n".join(
-                f"{r['created_at']}  {r['event']:<22} actor={r['actor']} client={r['client_id']} {r['details']}"
+                f"{r['created_at']}  {r['event']:<25} actor={r['actor']} client={r['client_id']} ip={r['ip']} "
+                f"{json.dumps(r['details'], sort_keys=True)}"
                 for r in rows
             ),
+        )
+
+
+@audit.command("prune")
+@click.option(
+    "--older-than", callback=_duration, help="Delete events older than this, e.g. 90d (default: IDP_AUDIT_RETENTION)."
+)
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100000))
+@json_option
+@guarded
+def audit_prune(older_than: int | None, batch_size: int, as_json: bool) -> None:
+    """Delete audit events past the retention, in batches (safe to run on several nodes at once)."""
+    from idp.services.audit import prune
+
+    with app_context():
+        pruned = prune(actor=actor(), older_than=older_than, batch_size=batch_size)
+        emit(
+            as_json,
+            {"deleted": pruned.deleted, "before": _iso(pruned.before)},
+            f"deleted {pruned.deleted} audit event(s)"
+            + (f" older than {_iso(pruned.before)}" if pruned.before else " (IDP_AUDIT_RETENTION=0 keeps every event)"),
         )
 
 

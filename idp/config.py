@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from limits import parse_many
+
 
 class ConfigError(ValueError):
     """A setting has a value idp cannot start with; ``str(error)`` is one clear line."""
@@ -123,11 +125,40 @@ def _secret_key(value: str) -> str | None:
     return value
 
 
+def _pool_size(value: str | int) -> int:
+    size = _non_negative_int(value)
+    if not 1 <= size <= 100:
+        raise ValueError("must be between 1 and 100")
+    return size
+
+
 def _key_size(value: str | int) -> int:
     size = _non_negative_int(value)
     if size not in (2048, 3072, 4096):
         raise ValueError("must be 2048, 3072 or 4096")
     return size
+
+
+def _rate_limit(value: str) -> str:
+    """A Flask-Limiter rate-limit string: ``5/minute``, ``20 per 10 minutes``, several joined by ``;``."""
+    value = str(value).strip()
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate limit (use e.g. 5/minute or 20 per 10 minutes)") from None
+    return value
+
+
+def _optional_rate_limit(value: str) -> str:
+    value = str(value).strip()
+    return _rate_limit(value) if value else ""
+
+
+def _key_prefix(value: str) -> str:
+    value = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", value):
+        raise ValueError("must be 1-64 letters, digits or . _ : -")
+    return value
 
 
 def _log_format(value: str) -> str:
@@ -157,8 +188,12 @@ SETTINGS: tuple[Setting, ...] = (
         "IDP_DATABASE_URL", "sqlite:///instance/idp.db", "SQLAlchemy URL; PostgreSQL in production.", _database_url
     ),
     Setting(
-        "IDP_REDIS_URL", "", "Shared store for rate limits and replay/denylist entries (unset: memory).", _redis_url
+        "IDP_DATABASE_POOL_SIZE",
+        "6",
+        "Database connections per worker process (≥ `--threads` + 1 for the background writer).",
+        _pool_size,
     ),
+    Setting("IDP_REDIS_URL", "", "Shared store for rate-limit counters (unset: process memory).", _redis_url),
     Setting("IDP_KEYS_DIR", "keys", "Signing keys and the keyring manifest.", _keys_dir),
     Setting(
         "IDP_INSTANCE_DIR",
@@ -191,7 +226,48 @@ SETTINGS: tuple[Setting, ...] = (
         parse_duration,
     ),
     Setting("IDP_SIGNING_KEY_SIZE", "2048", "RSA modulus size of new signing keys: 2048, 3072 or 4096.", _key_size),
-    Setting("IDP_TRUSTED_PROXIES", "0", "How many X-Forwarded-* hops to trust.", _non_negative_int),
+    Setting(
+        "IDP_TRUSTED_PROXIES",
+        "0",
+        "How many reverse proxies in front of idp to trust for `X-Forwarded-For` and `X-Forwarded-Proto`.",
+        _non_negative_int,
+    ),
+    Setting(
+        "IDP_RATE_LIMIT_LOGIN_IP",
+        "20 per 5 minutes",
+        "Failed logins allowed per client IP; over it, every login from that IP waits (429).",
+        _rate_limit,
+    ),
+    Setting(
+        "IDP_RATE_LIMIT_LOGIN_USER",
+        "5 per minute",
+        "Failed logins allowed per username, from any IP; over it, that username waits (429). Keep the window short.",
+        _rate_limit,
+    ),
+    Setting(
+        "IDP_RATE_LIMIT_CLIENT_AUTH",
+        "20 per minute",
+        "Failed client authentications at /token, /introspect and /revoke allowed per client id and per IP.",
+        _rate_limit,
+    ),
+    Setting(
+        "IDP_RATE_LIMIT_CLIENT_CEILING",
+        "",
+        "Optional ceiling on authenticated /token requests per client, e.g. `6000 per minute` (unset: none).",
+        _optional_rate_limit,
+    ),
+    Setting(
+        "IDP_RATE_LIMIT_KEY_PREFIX",
+        "idp",
+        "Prefix of the rate-limit keys in Redis; give each installation sharing a Redis its own.",
+        _key_prefix,
+    ),
+    Setting(
+        "IDP_AUDIT_RETENTION",
+        "90d",
+        "How long audit events are kept; `idp audit prune` deletes older ones (`0`: keep forever).",
+        parse_duration,
+    ),
     Setting("IDP_LOG_FORMAT", None, "`text` or `json` (default: text on a TTY, else json).", _log_format),
 )
 

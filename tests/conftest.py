@@ -8,13 +8,14 @@ create a uniquely named database and drop it afterwards.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,13 @@ def base_settings(root: Path, database_url: str | None = None) -> dict[str, str]
     }
 
 
+def copy_sqlite(source: Path, target: Path) -> None:
+    """Copy an SQLite database with SQLite's backup API: a plain file copy would miss commits still in the
+    write-ahead log (idp runs SQLite in WAL mode)."""
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+        src.backup(dst)
+
+
 def migrate(settings: dict[str, Any]) -> None:
     from flask_migrate import upgrade
 
@@ -79,7 +87,7 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(tmp_path: Path, migrated_sqlite: Path) -> dict[str, str]:
     """Settings of a fresh installation: migrated database, initialised keyring, under ``tmp_path``."""
     values = base_settings(tmp_path)
-    shutil.copy(migrated_sqlite, tmp_path / "idp.db")
+    copy_sqlite(migrated_sqlite, tmp_path / "idp.db")
     init_keyring(KeyStore(values["IDP_KEYS_DIR"]), 2048)
     return values
 

@@ -328,7 +328,7 @@ def check_concurrent_code_redemption(base_url: str, app: WebApp, count: int = 8,
         assert not live_is_active(base_url, app, winner["access_token"])
         refused = live_refresh(base_url, app, winner["refresh_token"])
         assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
-        assert len(audit_events("code.reused")) == (done + 1) * (count - 1)
+        assert len(audit_events("authorization_code.reused")) == (done + 1) * (count - 1)
     db.session.expire_all()
     grants = db.session.scalars(select(Grant)).all()
     assert len(grants) == rounds and all(g.revoked_at is not None for g in grants)

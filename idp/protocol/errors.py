@@ -72,3 +72,18 @@ class ServerUnavailable(OAuthError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "5"}
+
+
+class TooManyRequests(OAuthError):
+    """RFC 6585 §4: 429 with ``Retry-After``. The code is the registered ``temporarily_unavailable`` (IANA OAuth
+    Extensions Error Registry), which client libraries read as "retry later" rather than "fix your request"."""
+
+    error = "temporarily_unavailable"
+    status = 429
+
+    def __init__(self, retry_after: int, description: str) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}

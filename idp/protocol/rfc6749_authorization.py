@@ -136,7 +136,9 @@ def _single(params: Mapping[str, list[str]], name: str) -> str | None:
         return None
     if len(values) > 1:
         raise ValueError(f"parameter {name} is repeated")
-    if len(values[0]) > MAX_PARAM or "\x00" in values[0]:
+    if len(values[0]) > MAX_PARAM:
+        raise ValueError(f"parameter {name} is longer than {MAX_PARAM} characters")
+    if "\x00" in values[0]:
         raise ValueError(f"parameter {name} is malformed")
     return values[0]
 
@@ -241,11 +243,12 @@ def _pkce_challenge(values: Mapping[str, str | None], fail: Callable[[str, str],
 
 
 def _lenient_single(params: Mapping[str, list[str]], name: str) -> str | None:
-    """``state`` and ``response_mode`` are needed to report errors, even about their own repetition."""
+    """``state`` and ``response_mode`` are needed to report errors, even about their own repetition or length.
+    ``state`` goes back exactly as received (RFC 6749 §4.1.2.1), never cut short: a client compares it whole."""
     values = params.get(name)
     if not values:
         return None
-    return values[0][:MAX_PARAM]
+    return values[0]
 
 
 def _scopes(value: str | None, client: AuthorizationClient, fail: Callable[[str, str], RedirectError]) -> list[str]:

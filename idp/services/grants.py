@@ -45,15 +45,37 @@ def user_profile(user: User) -> dict[str, Any]:
     }
 
 
-def revoke_grant(grant_id: str, now: datetime | None = None) -> None:
-    """Revoke a grant, every refresh token of its family and every access token issued under it (SPEC §7).
+def revoke_grant(
+    grant_id: str,
+    *,
+    reason: str,
+    actor: str | None,
+    client_id: str | None,
+    ip: str | None = None,
+    request_id: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Revoke a grant, every refresh token of its family and every access token issued under it (SPEC §7),
+    audited as ``grant.revoked`` with the ``reason`` (the event that caused it) when the grant was live.
 
     The first statement locks the grant row, so on PostgreSQL concurrent revocations of one grant run one after
     the other and each later statement sees what the earlier ones committed. A refresh racing this meets it on
     the row of the family's current refresh token, which the second statement locks: whichever commits first,
     the other sees it (``refresh``). ``jti``s already denied (one by one at ``/revoke``) are skipped."""
     now = now or utcnow()
-    db.session.execute(update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None)).values(revoked_at=now))
+    revoked = db.session.execute(
+        update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    if revoked.rowcount:  # type: ignore[attr-defined]
+        audit.record(
+            "grant.revoked",
+            actor=actor,
+            client_id=client_id,
+            ip=ip,
+            request_id=request_id,
+            grant_id=grant_id,
+            reason=reason,
+        )
     db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.grant_id == grant_id, RefreshToken.revoked_at.is_(None))
@@ -101,6 +123,7 @@ def _issue(
     with_refresh: bool = True,
     ip: str | None = None,
     request_id: str | None = None,
+    grant_type: str = "authorization_code",
 ) -> dict[str, Any]:
     """Access token (RFC 9068), ID token when ``openid`` was granted (OIDC Core §3.1.3.3), and a fresh refresh
     token of the same family when the client may refresh."""
@@ -152,10 +175,12 @@ def _issue(
         body["refresh_token"] = refresh
     audit.record(
         "token.issued",
-        actor=user.id,
+        actor=client.id,
         client_id=client.id,
         ip=ip,
         request_id=request_id,
+        grant_type=grant_type,
+        user_id=user.id,
         grant_id=grant.id,
         jti=claims["jti"],
         aud=audience,
@@ -172,16 +197,25 @@ def _code_reused(row: AuthorizationCode, ip: str | None, request_id: str | None)
     current = db.session.get(AuthorizationCode, code_digest)
     if current is None:
         return InvalidGrant("the authorization code is invalid")
-    if current.grant_id:
-        revoke_grant(current.grant_id)
+    client_id = current.client_id
     audit.record(
-        "code.reused",
-        actor=current.user_id,
-        client_id=current.client_id,
+        "authorization_code.reused",
+        actor=client_id,
+        client_id=client_id,
         ip=ip,
         request_id=request_id,
+        user_id=current.user_id,
         grant_id=current.grant_id,
     )
+    if current.grant_id:
+        revoke_grant(
+            current.grant_id,
+            reason="authorization_code.reused",
+            actor=client_id,
+            client_id=client_id,
+            ip=ip,
+            request_id=request_id,
+        )
     db.session.commit()
     return InvalidGrant("the authorization code was already used")
 
@@ -259,9 +293,22 @@ def _refresh_reused(row: RefreshToken, ip: str | None, request_id: str | None) -
     grace = current_app.config["IDP_REFRESH_TOKEN_REUSE_GRACE"]
     if current.rotated_at is not None and grace and (utcnow() - current.rotated_at).total_seconds() <= grace:
         return InvalidGrant("the refresh token was already used")
-    revoke_grant(current.grant_id)
+    client_id = current.client_id
     audit.record(
-        "refresh_token.reused", client_id=current.client_id, ip=ip, request_id=request_id, grant_id=current.grant_id
+        "refresh_token.reused",
+        actor=client_id,
+        client_id=client_id,
+        ip=ip,
+        request_id=request_id,
+        grant_id=current.grant_id,
+    )
+    revoke_grant(
+        current.grant_id,
+        reason="refresh_token.reused",
+        actor=client_id,
+        client_id=client_id,
+        ip=ip,
+        request_id=request_id,
     )
     db.session.commit()
     return InvalidGrant("the refresh token was already used; the grant is revoked")
@@ -309,7 +356,14 @@ def refresh(
     if rotated.rowcount != 1:  # type: ignore[attr-defined]
         raise _refresh_reused(row, ip, request_id)
     body = _issue(
-        client, user, grant, scopes if scopes is not None else granted, audience, ip=ip, request_id=request_id
+        client,
+        user,
+        grant,
+        scopes if scopes is not None else granted,
+        audience,
+        ip=ip,
+        request_id=request_id,
+        grant_type="refresh_token",
     )
     db.session.commit()
     return body
@@ -323,7 +377,6 @@ def revoke_refresh_token(client: ClientInfo, token: str, ip: str | None = None, 
         return False
     if row.client_id != client.id:
         raise UnauthorizedClient("the token was not issued to this client")
-    revoke_grant(row.grant_id)
     kind = "refresh_token"
     audit.record(
         "token.revoked",
@@ -333,6 +386,9 @@ def revoke_refresh_token(client: ClientInfo, token: str, ip: str | None = None, 
         request_id=request_id,
         grant_id=row.grant_id,
         token_type=kind,
+    )
+    revoke_grant(
+        row.grant_id, reason="token.revoked", actor=client.id, client_id=client.id, ip=ip, request_id=request_id
     )
     db.session.commit()
     return True

@@ -19,7 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from idp.extensions import db
+from idp.services import audit
 from idp.services.keystore import KeyRecord, KeyringError, KeyStore, parse_time
 
 # Workers check the manifest this often; every publication delay includes it.
@@ -142,3 +147,18 @@ def prune(store: KeyStore, max_token_lifetime: int, now: datetime | None = None)
         for path in store.leftover_files(keep):
             store.remove_file(path)
         return KeyChange("pruned", {r.kid: "pruned" for r in expired})
+
+
+_EVENTS = {"initialised": "key.created", "rotated": "key.rotated", "retired": "key.retired", "pruned": "key.pruned"}
+
+
+def record_change(change: KeyChange, actor: str) -> None:
+    """Audit a keyring change (``key.created``, ``key.rotated``, ``key.retired``, ``key.pruned``; SPEC §10).
+
+    The verbs above work on files and need no app; this needs the database, and the keyring is the truth: a
+    database that is not there yet (``idp init`` before its schema) only costs the row, never the change."""
+    details: dict[str, Any] = {"kids": sorted(change.kids)} if change.action == "pruned" else dict(change.kids)
+    try:
+        audit.record(_EVENTS[change.action], actor=actor, commit=True, **details)
+    except SQLAlchemyError:
+        db.session.rollback()

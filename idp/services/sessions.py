@@ -12,12 +12,19 @@ from idp.extensions import db
 from idp.models import LoginSession, User
 from idp.models.base import new_id, utcnow
 from idp.protocol.digests import sha256_hex
+from idp.services import audit
 
 
 def start_session(
-    user: User, amr: list[str], ttl: int, previous: LoginSession | None = None
+    user: User,
+    amr: list[str],
+    ttl: int,
+    previous: LoginSession | None = None,
+    ip: str | None = None,
+    request_id: str | None = None,
 ) -> tuple[LoginSession, str]:
-    """A new session with a new id and cookie value (the id is rotated at every login); ends ``previous``."""
+    """A new session with a new id and cookie value (the id is rotated at every login); ends ``previous``.
+    Audited as ``login.succeeded`` in the caller's transaction."""
     now = utcnow()
     if previous is not None and previous.ended_at is None:
         previous.ended_at = now
@@ -32,6 +39,7 @@ def start_session(
         expires_at=now + timedelta(seconds=ttl),
     )
     db.session.add(row)
+    audit.record("login.succeeded", actor=user.id, ip=ip, request_id=request_id, sid=row.id, amr=amr)
     return row, cookie
 
 
@@ -52,11 +60,21 @@ def find_session(cookie: str | None) -> tuple[LoginSession, User] | None:
     return session, user
 
 
-def end_session(session_id: str) -> bool:
-    """End a session by its ``sid``; True if it was live."""
+def end_session(
+    session_id: str,
+    user_id: str,
+    client_id: str | None = None,
+    ip: str | None = None,
+    request_id: str | None = None,
+) -> bool:
+    """End a session by its ``sid`` (the user signed out, at ``client_id``'s request if one is named); True if
+    it was live. Audited as ``session.ended`` in the caller's transaction."""
     result = db.session.execute(
         update(LoginSession)
         .where(LoginSession.id == session_id, LoginSession.ended_at.is_(None))
         .values(ended_at=utcnow())
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    ended = bool(result.rowcount)  # type: ignore[attr-defined]
+    if ended:
+        audit.record("session.ended", actor=user_id, client_id=client_id, ip=ip, request_id=request_id, sid=session_id)
+    return ended

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from idp.protocol.errors import InvalidClient, InvalidRequest, OAuthError, UnsupportedGrantType
 from idp.protocol.rfc6749 import parse_form, parse_scope, single_params
-from idp.services import api_keys, audit, grants, tokens
+from idp.services import api_keys, audit, grants, limits, tokens
 from idp.services.client_auth import ClientInfo, Credentials, authenticate, extract_credentials
 
 bp = Blueprint("oauth", __name__)
@@ -65,6 +65,7 @@ def _client(form: dict[str, str], endpoint: str) -> ClientInfo:
         return authenticate(credentials, f"{issuer}{endpoint}", issuer)
     except InvalidClient:
         _audit_auth_failure(credentials, endpoint)
+        limits.client_auth_failed(credentials.client_id if credentials else None)  # 429 once over the limit
         raise
 
 
@@ -81,6 +82,7 @@ def _audit_auth_failure(credentials: Credentials | None, endpoint: str) -> None:
     """Record who tried, never what they presented: the claimed id and the method."""
     audit.record_later(
         "client.auth_failed",
+        actor=None,
         client_id=_loggable(credentials.client_id if credentials else ""),
         ip=request.remote_addr,
         request_id=g.get("request_id"),
@@ -99,6 +101,7 @@ def token() -> Response:
     if grant_type not in GRANT_TYPES:
         raise UnsupportedGrantType(f"grant_type {grant_type[:40]!r} is not supported")
     client = _client(form, "/token")
+    limits.token_request(client.id)  # the optional per-client ceiling; nothing when it is not set
     audiences = multi.get("resource", []) + ([form["audience"]] if "audience" in form else [])
     origin = {"ip": request.remote_addr, "request_id": g.get("request_id")}
     if grant_type == "authorization_code":

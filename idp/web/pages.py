@@ -18,12 +18,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session
+from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError, validate_csrf
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response as WResponse
 from wtforms.validators import ValidationError
 
 from idp.extensions import db
+from idp.metrics import RATE_LIMITED
 from idp.models import LoginSession, User
 from idp.protocol import oidc_core
 from idp.protocol.rfc6749_authorization import (
@@ -32,7 +34,7 @@ from idp.protocol.rfc6749_authorization import (
     RedirectError,
     validate,
 )
-from idp.services import audit, codes, consent, sessions
+from idp.services import codes, consent, limits, sessions
 from idp.services.client_auth import ClientInfo, find_client
 from idp.services.login import authenticate_user
 from idp.services.tokens import decode_id_token
@@ -303,6 +305,7 @@ def login_form() -> WResponse:
 
 
 @bp.route("/login", methods=["POST"], endpoint="login")
+@limits.login_throttle
 def login_submit() -> WResponse:
     """SPEC §10: identical answers for unknown user and wrong password; new session id at every login; 303 to
     the rebuilt ``/authorize`` URL (never the submitted string, which could hold a header break)."""
@@ -311,17 +314,15 @@ def login_submit() -> WResponse:
         return refused
     params = _parse_return_to(request.form.get("return_to"))
     username = request.form.get("username", "")[:255]
-    user = authenticate_user(username, request.form.get("password", ""))
+    origin = {"ip": request.remote_addr, "request_id": g.get("request_id")}
+    user = authenticate_user(username, request.form.get("password", ""), **origin)
     if user is None:
-        audit.record(
-            "login.failed", actor=username[:64], ip=request.remote_addr, request_id=g.get("request_id"), commit=True
-        )
+        limits.login_failed()
         return _login_page(params, username, "Incorrect username or password.")
     previous = _current_login()
     login, cookie = sessions.start_session(
-        user, ["pwd"], current_app.config["IDP_SESSION_TTL"], previous[0] if previous else None
+        user, ["pwd"], current_app.config["IDP_SESSION_TTL"], previous[0] if previous else None, **origin
     )
-    audit.record("login.succeeded", actor=user.id, ip=request.remote_addr, request_id=g.get("request_id"), sid=login.id)
     db.session.commit()
     session.clear()  # a new Flask session (and CSRF token) for the new login
     if params is not None:
@@ -329,6 +330,22 @@ def login_submit() -> WResponse:
     response = redirect(_return_to(params) if params is not None else "/login/done", code=303)
     _set_session_cookie(response, cookie)
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.errorhandler(RateLimitExceeded)
+def too_many_logins(_error: RateLimitExceeded) -> Response:
+    """SPEC §10: over the failed-login limit for this IP or username, the login page again, 429 with
+    ``Retry-After`` (RFC 6585 §4); the password was not checked. Unknown usernames are throttled alike."""
+    RATE_LIMITED.labels("login").inc()
+    seconds = limits.retry_after()
+    response = _login_page(
+        _parse_return_to(request.form.get("return_to")),
+        request.form.get("username", "")[:255],
+        f"Too many failed sign-in attempts. Wait {seconds} seconds, then try again.",
+    )
+    response.status_code = 429
+    response.headers["Retry-After"] = str(seconds)
     return response
 
 
@@ -444,14 +461,8 @@ def _logout_request(values: MultiDict[str, str]) -> _LogoutRequest:
 
 def _end_login(current: tuple[LoginSession, User], client: ClientInfo | None) -> None:
     login, user = current
-    sessions.end_session(login.id)
-    audit.record(
-        "session.ended",
-        actor=user.id,
-        client_id=client.id if client else None,
-        ip=request.remote_addr,
-        request_id=g.get("request_id"),
-        sid=login.id,
+    sessions.end_session(
+        login.id, user.id, client.id if client else None, ip=request.remote_addr, request_id=g.get("request_id")
     )
     db.session.commit()
 

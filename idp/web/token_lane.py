@@ -23,6 +23,7 @@ from typing import Any
 
 from flask import Flask
 
+from idp.metrics import observe_request, timer
 from idp.protocol.rfc6749 import parse_form, parse_scope, single_params
 from idp.services import tokens
 from idp.services.client_auth import authenticate, extract_credentials
@@ -55,12 +56,14 @@ class ClientCredentialsLane:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not self._is_candidate(environ):
             return self.flask_wsgi(environ, start_response)
+        elapsed = timer()
         body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
         answer = self._answer(environ, body)
         if answer is None:
             environ["wsgi.input"] = io.BytesIO(body)
             return self.flask_wsgi(environ, start_response)
         request_id, payload = answer
+        observe_request("/token", "POST", 200, elapsed())
         start_response(
             "200 OK",
             [*self.headers, ("Content-Length", str(len(payload))), ("X-Request-ID", request_id)],

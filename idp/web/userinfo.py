@@ -12,6 +12,8 @@ from flask import Blueprint, Response, jsonify, request
 from idp.extensions import db
 from idp.models import User
 from idp.protocol import oidc_core
+from idp.protocol.errors import InvalidRequest
+from idp.protocol.rfc6749 import parse_form
 from idp.services.grants import is_grant_token_live, user_profile
 from idp.services.tokens import decode_access_token, is_revoked
 
@@ -42,7 +44,13 @@ def _presented_token() -> tuple[str | None, Response | None]:
     header = request.headers.get("Authorization")
     form_token = None
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-        values = request.form.getlist("access_token")
+        try:
+            pairs = parse_form(request.get_data())
+        except InvalidRequest:
+            return None, _challenge(400, "invalid_request", "the form body is malformed")
+        if any("\x00" in name or "\x00" in value for name, value in pairs):
+            return None, _challenge(400, "invalid_request", "the form body contains NUL")
+        values = [value for name, value in pairs if name == "access_token"]
         if len(values) > 1:
             return None, _challenge(400, "invalid_request", "access_token is repeated")
         form_token = values[0] if values else None

@@ -15,7 +15,7 @@ from idp.extensions import db
 from idp.services.keys import init_keyring
 from idp.services.keystore import KeyStore
 from tests.cli.support import ok_json, stored_state
-from tests.conftest import Cli, base_settings
+from tests.conftest import Cli, base_settings, copy_sqlite
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -
     """The installation, built once per module through the CLI (argon2 and RSA are slow) and copied per test."""
     root = tmp_path_factory.mktemp("installation")
     settings = base_settings(root)
-    shutil.copy(migrated_sqlite, root / "idp.db")
+    copy_sqlite(migrated_sqlite, root / "idp.db")
     init_keyring(KeyStore(settings["IDP_KEYS_DIR"]), 2048)
     with pytest.MonkeyPatch.context() as patch:
         # The same isolation as the autouse fixture, which runs only per test.
@@ -60,7 +60,7 @@ def installation(installed: tuple[Path, dict[str, str]], settings: dict[str, str
     Request it before ``app`` or ``state``, so that no connection to the replaced database is open yet.
     """
     root, ids = installed
-    shutil.copy(root / "idp.db", settings["IDP_DATABASE_URL"].removeprefix("sqlite:///"))
+    copy_sqlite(root / "idp.db", Path(settings["IDP_DATABASE_URL"].removeprefix("sqlite:///")))
     shutil.rmtree(settings["IDP_KEYS_DIR"])
     shutil.copytree(root / "keys", settings["IDP_KEYS_DIR"])
     return ids

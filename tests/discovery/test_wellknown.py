@@ -61,13 +61,11 @@ def test_healthz_and_readyz(client):
 
 
 def test_readyz_fails_without_a_keyring(tmp_path, migrated_sqlite):
-    import shutil
-
     from idp import create_app
-    from tests.conftest import base_settings
+    from tests.conftest import base_settings, copy_sqlite
 
     settings = base_settings(tmp_path)
-    shutil.copy(migrated_sqlite, tmp_path / "idp.db")
+    copy_sqlite(migrated_sqlite, tmp_path / "idp.db")
     app = create_app(settings)
     response = app.test_client().get("/readyz")
     assert response.status_code == 503

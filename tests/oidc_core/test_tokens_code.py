@@ -79,7 +79,7 @@ def test_code_used_twice_fails_and_revokes_the_first_redemptions_tokens(
     assert grant is not None and grant.revoked_at is not None
     assert all(t.revoked_at is not None for t in db.session.scalars(select(RefreshToken)))
     assert db.session.scalars(select(RevokedToken.jti)).all() == db.session.scalars(select(GrantAccessToken.jti)).all()
-    [event] = audit_events("code.reused")
+    [event] = audit_events("authorization_code.reused")
     assert event.client_id == web.client_id and event.ip == "127.0.0.1" and event.request_id
     assert event.details["grant_id"] == grant_id
     assert auth.code not in str(event.details)
@@ -93,7 +93,7 @@ def test_code_reused_after_its_ttl_still_revokes(client: FlaskClient, web: WebAp
     db.session.commit()
     assert_error(redeem(client, web, auth), 400, "invalid_grant")
     assert not is_active(client, web, first["access_token"])
-    assert len(audit_events("code.reused")) == 1
+    assert len(audit_events("authorization_code.reused")) == 1
 
 
 def test_code_used_by_another_client_is_refused_and_stays_usable(
@@ -102,7 +102,7 @@ def test_code_used_by_another_client_is_refused_and_stays_usable(
     intruder = web_app(name="Intruder")
     assert_error(redeem(client, intruder, auth), 400, "invalid_grant")
     assert code_row(auth.code).consumed_at is None
-    assert audit_events("code.reused") == []
+    assert audit_events("authorization_code.reused") == []
     assert redeem(client, web, auth).status_code == 200
 
 

@@ -196,9 +196,35 @@ def test_failed_logins_are_audited_without_the_password(new_browser: Callable[[]
     failed_login(new_browser, "alice", "secret-guess-1")
     failed_login(new_browser, "mallory", "secret-guess-2")
     events = audit_events("login.failed")
-    assert [e.actor for e in events] == ["alice", "mallory"]
-    assert all(e.ip == "127.0.0.1" for e in events)
+    assert [(e.actor, e.details["reason"]) for e in events] == [
+        (alice.id, "wrong_password"),
+        (None, "unknown_username"),
+    ]
+    assert all(e.ip == "127.0.0.1" and e.request_id for e in events)
     assert "secret-guess" not in repr([(e.actor, e.details) for e in events])
+
+
+def test_an_unknown_username_is_audited_only_as_a_keyed_digest(new_browser: Callable[[], Browser], alice: User) -> None:
+    """A password pasted into the username field must not land in the audit trail (SPEC §10); repeated guesses
+    at one name still correlate, case-folded like usernames (RFC 8265)."""
+    pasted = "Tr0ub4dor&3-pasted"
+    failed_login(new_browser, pasted, "x")
+    failed_login(new_browser, pasted.upper(), "y")
+    failed_login(new_browser, "someone-else", "z")
+    first, again, other = audit_events("login.failed")
+    assert first.actor is None and first.details["username_hmac"] == again.details["username_hmac"]
+    assert other.details["username_hmac"] != first.details["username_hmac"]
+    assert len(first.details["username_hmac"]) == 16
+    assert pasted.lower() not in repr([(e.actor, e.details) for e in (first, again, other)]).lower()
+
+
+def test_right_password_of_a_disabled_user_is_audited_as_disabled(
+    new_browser: Callable[[], Browser], alice: User
+) -> None:
+    set_disabled("alice", True)
+    failed_login(new_browser, "alice", PASSWORD)
+    [event] = audit_events("login.failed")
+    assert (event.actor, event.details) == (alice.id, {"reason": "disabled"})
 
 
 def test_disabled_user_cannot_sign_in(browser: Browser, web: WebApp, alice: User) -> None:

@@ -141,7 +141,7 @@ def test_code_redemption_waiting_on_the_winner_revokes_the_winners_grant(
     assert not live_is_active(server.url, webapp, winner["access_token"])
     assert live_refresh(server.url, webapp, winner["refresh_token"]).json()["error"] == "invalid_grant"
     assert grant_of(winner["refresh_token"]).revoked_at is not None
-    assert [e.details["grant_id"] for e in audit_events("code.reused")] == [winners_grant.id]
+    assert [e.details["grant_id"] for e in audit_events("authorization_code.reused")] == [winners_grant.id]
     assert db.session.scalars(select(Grant.id)).all() == [winners_grant.id]  # the loser's grant rolled back
 
 
