@@ -1,17 +1,22 @@
-"""`make bench`: client-credentials throughput of a real idp server against this machine's raw RSA-2048 sign rate.
+"""`make bench`: token throughput of a real idp server against this machine's raw RSA-2048 sign rate.
 
 Steps, all on loopback and bounded in time:
-1. a throwaway installation (`idp init` in a temporary folder) and one client-credentials client;
-2. the raw RSA-2048 PKCS#1 v1.5 / SHA-256 sign rate of one core, measured now (the baseline);
-3. `idp serve --workers 1` driven by `wrk` (8 connections, 10 s) posting client-credentials requests;
-4. tokens/s, p50/p99 latency, the server's peak RSS, and tokens/s ÷ raw sign rate.
+1. a throwaway installation (`idp init` in a temporary folder, SQLite), a client-credentials client, a web app
+   (authorization code + refresh, skip-consent) and a signed-in user;
+2. the raw RSA-2048 PKCS#1 v1.5 / SHA-256 sign rate of one thread, measured now (the baseline);
+3. `idp serve --workers 1` driven by `wrk` (8 connections, 10 s) posting client-credentials requests: tokens/s,
+   p50/p99 latency, peak RSS and tokens/s ÷ raw sign rate (target ≥ 0.65);
+4. the same with `--workers 2` (one per core), reported as tokens/s per core;
+5. the authorization-code + refresh mix (bench/code_refresh_mix.lua) on 2 workers.
 
-Requires `wrk` (Debian package `wrk`).
+Requires `wrk` (Debian package `wrk`). `bench/verify.py` (the resource-server verifier) runs after it.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import html
 import json
 import os
 import re
@@ -23,16 +28,24 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlencode
 
+import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 BIN = Path(sys.executable).parent
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "8"))
-WORKERS = int(os.environ.get("BENCH_WORKERS", "1"))
 THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+CORES = os.cpu_count() or 1
+HERE = Path(__file__).resolve().parent
+CALLBACK = "https://app.example.com/callback"
+PASSWORD = "bench-password-" + "x" * 12
+VERIFIER = "v" * 64  # PKCE verifier shared by every bench authorization (RFC 7636 §4.1 allows 43-128 chars)
 
 
 def raw_sign_rate(seconds: float = 3.0) -> float:
@@ -91,13 +104,14 @@ def peak_rss_mib(pids: list[int]) -> float:
     return total / 1024
 
 
-def wrk(url: str, script: Path, seconds: int) -> dict[str, float]:
+def wrk(url: str, script: Path, seconds: int, env: dict[str, str] | None = None) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
         timeout=seconds + 30,
+        env={**os.environ, **(env or {})},
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -106,7 +120,110 @@ def wrk(url: str, script: Path, seconds: int) -> dict[str, float]:
         value, unit = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    return {"rate": rate, "p50": pct("50"), "p99": pct("99"), "errors": float(bad.group(1)) if bad else 0.0}
+    mix = re.search(r"mix: tokens (\d+) authorizations (\d+) failures (\d+)", out)
+    duration = float(re.search(r"requests in ([\d.]+)s", out).group(1))  # type: ignore[union-attr]
+    figures = {"rate": rate, "p50": pct("50"), "p99": pct("99"), "errors": float(bad.group(1)) if bad else 0.0}
+    if mix:
+        figures["tokens"] = int(mix.group(1)) / duration
+        figures["authorizations"] = int(mix.group(2)) / duration
+        figures["errors"] += int(mix.group(3))
+    return figures
+
+
+def cli_json(env: dict[str, str], root: Path, *args: str, stdin: str | None = None) -> dict[str, str]:
+    result = subprocess.run(
+        [str(BIN / "idp"), *args, "--json"],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        input=stdin,
+    )
+    return dict(json.loads(result.stdout))
+
+
+@contextmanager
+def serving(env: dict[str, str], root: Path, port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
+    url = f"http://127.0.0.1:{port}"
+    with open(root / f"server-{workers}.log", "wb") as log:
+        server = subprocess.Popen(
+            [str(BIN / "idp"), "serve", "--port", str(port), "--workers", str(workers), "--threads", str(THREADS)],
+            env=env,
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        try:
+            wait_ready(url)
+            yield server
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def basic_header(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def client_credentials_script(root: Path, env: dict[str, str]) -> Path:
+    client = cli_json(
+        env, root, "clients", "create", "--name", "bench", "--grant-type", "client_credentials",
+        "--audience", "https://api.example.com", "--scope", "read",
+    )  # fmt: skip
+    script = root / "token.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.body = "grant_type=client_credentials"\n'
+        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+        f'wrk.headers["Authorization"] = "{basic_header(client["client_id"], client["client_secret"])}"\n'
+    )
+    return script
+
+
+def code_flow_setup(root: Path, env: dict[str, str]) -> dict[str, str]:
+    """A skip-consent web app and a user; the Lua script's parameters (MIX_*), minus the session cookie."""
+    cli_json(env, root, "users", "create", "--username", "bench", "--password-stdin", stdin=PASSWORD + "\n")
+    webapp = cli_json(
+        env, root, "clients", "create", "--name", "bench-web", "--grant-type", "authorization_code",
+        "--grant-type", "refresh_token", "--redirect-uri", CALLBACK, "--scope", "openid profile",
+        "--skip-consent",
+    )  # fmt: skip
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
+    query = {
+        "response_type": "code",
+        "client_id": webapp["client_id"],
+        "redirect_uri": CALLBACK,
+        "scope": "openid profile",
+        "state": "bench-state",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    return {
+        "MIX_AUTHORIZE_PATH": "/authorize?" + urlencode(query),
+        "MIX_BASIC": basic_header(webapp["client_id"], webapp["client_secret"]),
+        "MIX_REDEEM_TAIL": "&" + urlencode({"redirect_uri": CALLBACK, "code_verifier": VERIFIER}),
+    }
+
+
+def sign_in(url: str, authorize_path: str) -> str:
+    """Log the bench user in through the real login form; the ``Cookie`` header of that browser."""
+    browser = requests.Session()
+    page = browser.get(url + authorize_path, timeout=10)
+    fields = dict(re.findall(r'<input[^>]*\bname="(csrf_token|return_to)"[^>]*\bvalue="([^"]*)"', page.text))
+    answer = browser.post(
+        url + "/login",
+        data={**{k: html.unescape(v) for k, v in fields.items()}, "username": "bench", "password": PASSWORD},
+        allow_redirects=False,
+        timeout=10,
+    )
+    if answer.status_code != 303:
+        raise RuntimeError(f"bench sign-in failed: {answer.status_code}")
+    return "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
 
 
 def main() -> int:
@@ -124,67 +241,46 @@ def main() -> int:
         "IDP_ISSUER": url,
         "IDP_LOG_FORMAT": "json",
     }
-    server = None
+    rows: list[tuple[str, str]] = []
+    failures = 0
     try:
         run_idp(env, root, "init")
-        client = json.loads(
-            run_idp(
-                env,
-                root,
-                "clients",
-                "create",
-                "--name",
-                "bench",
-                "--grant-type",
-                "client_credentials",
-                "--audience",
-                "https://api.example.com",
-                "--scope",
-                "read",
-                "--json",
-            )
-        )
-        basic = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
-        script = root / "token.lua"
-        script.write_text(
-            'wrk.method = "POST"\n'
-            'wrk.body = "grant_type=client_credentials"\n'
-            'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
-            f'wrk.headers["Authorization"] = "Basic {basic}"\n'
-        )
+        cc_script = client_credentials_script(root, env)
+        mix_env = code_flow_setup(root, env)
         print("measuring raw RSA-2048 sign rate (one thread, 3 s) ...", flush=True)
         baseline = raw_sign_rate()
-        log = open(root / "server.log", "wb")  # noqa: SIM115 - closed with the server
-        server = subprocess.Popen(
-            [str(BIN / "idp"), "serve", "--port", str(port), "--workers", str(WORKERS), "--threads", str(THREADS)],
-            env=env,
-            cwd=root,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-        wait_ready(url)
-        print(f"warming up, then wrk -t2 -c{CONNECTIONS} -d{DURATION}s POST /token ...", flush=True)
-        wrk(url + "/token", script, 2)
-        result = wrk(url + "/token", script, DURATION)
-        rss = peak_rss_mib(process_tree(server.pid))
-        print()
-        print(
-            f"| figure | value |\n|---|---|\n"
-            f"| raw RSA-2048 signs/s (1 thread) | {baseline:,.0f} |\n"
-            f"| client-credentials tokens/s ({WORKERS} worker, {THREADS} threads) | {result['rate']:,.0f} |\n"
-            f"| latency p50 / p99 | {result['p50']:.2f} ms / {result['p99']:.2f} ms |\n"
-            f"| non-2xx responses | {result['errors']:.0f} |\n"
-            f"| server peak RSS (master + workers) | {rss:.0f} MiB |\n"
-            f"| tokens/s ÷ raw sign rate | {result['rate'] / baseline:.2f} (target ≥ 0.65) |"
-        )
-        return 0 if result["errors"] == 0 else 1
+        for workers in (1, 2):
+            with serving(env, root, port, workers) as server:
+                print(f"{workers} worker(s): wrk -t2 -c{CONNECTIONS} -d{DURATION}s POST /token ...", flush=True)
+                wrk(url + "/token", cc_script, 2)
+                result = wrk(url + "/token", cc_script, DURATION)
+                rss = peak_rss_mib(process_tree(server.pid))
+                failures += int(result["errors"])
+                label = f"client credentials, {workers} worker{'s' if workers > 1 else ''}, {THREADS} threads"
+                rows.append((f"{label}: tokens/s", f"{result['rate']:,.0f}"))
+                rows.append((f"{label}: p50 / p99", f"{result['p50']:.2f} ms / {result['p99']:.2f} ms"))
+                rows.append((f"{label}: peak RSS", f"{rss:.0f} MiB"))
+                if workers == 1:
+                    rows.append(
+                        ("tokens/s ÷ raw sign rate (1 worker)", f"{result['rate'] / baseline:.2f} (target ≥ 0.65)")
+                    )
+                else:
+                    per_core = result["rate"] / min(workers, CORES)
+                    rows.append((f"tokens/s per core ({CORES} cores, wrk included)", f"{per_core:,.0f}"))
+                    print("2 workers: authorization code + refresh mix ...", flush=True)
+                    mix_env["MIX_COOKIE"] = sign_in(url, mix_env["MIX_AUTHORIZE_PATH"])
+                    wrk(url, HERE / "code_refresh_mix.lua", 2, mix_env)
+                    mix = wrk(url, HERE / "code_refresh_mix.lua", DURATION, mix_env)
+                    failures += int(mix["errors"])
+                    rows.append(("code + refresh mix, 2 workers: token responses/s", f"{mix['tokens']:,.0f}"))
+                    rows.append(("code + refresh mix: authorizations/s", f"{mix['authorizations']:,.0f}"))
+                    rows.append(("code + refresh mix: p50 / p99", f"{mix['p50']:.2f} ms / {mix['p99']:.2f} ms"))
+        rows.append(("non-2xx/3xx or unexpected responses", str(failures)))
+        print("\n| figure | value |\n|---|---|")
+        for name, value in rows:
+            print(f"| {name} | {value} |")
+        return 0 if failures == 0 else 1
     finally:
-        if server is not None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
         shutil.rmtree(root, ignore_errors=True)
 
 
