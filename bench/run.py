@@ -261,9 +261,11 @@ def main() -> int:
                 rows.append((f"{label}: p50 / p99", f"{result['p50']:.2f} ms / {result['p99']:.2f} ms"))
                 rows.append((f"{label}: peak RSS", f"{rss:.0f} MiB"))
                 if workers == 1:
-                    rows.append(
-                        ("tokens/s ÷ raw sign rate (1 worker)", f"{result['rate'] / baseline:.2f} (target ≥ 0.65)")
-                    )
+                    # Measured again right after the load; the higher of the two is the (stricter) baseline.
+                    baseline = max(baseline, raw_sign_rate())
+                    rows.insert(0, ("raw RSA-2048 signs/s (1 thread, best of before/after)", f"{baseline:,.0f}"))
+                    ratio = result["rate"] / baseline
+                    rows.append(("tokens/s ÷ raw sign rate (1 worker)", f"{ratio:.2f} (target ≥ 0.65)"))
                 else:
                     per_core = result["rate"] / min(workers, CORES)
                     rows.append((f"tokens/s per core ({CORES} cores, wrk included)", f"{per_core:,.0f}"))

@@ -88,7 +88,6 @@ def _row(
         raise ValueError(f"audit details must not carry {sorted(refused)}")
     if request_id is None and has_request_context():
         request_id = g.get("request_id")
-    count_event(event, details.get("grant_type"))
     return {
         "event": event,
         "actor": actor,
@@ -112,6 +111,7 @@ def record(
 ) -> AuditEvent:
     """Add an audit row to the current transaction (committed with it, or now if ``commit``) and log it."""
     row = _row(event, actor, client_id, ip, request_id, details)
+    count_event(event, details.get("grant_type"))
     stored = AuditEvent(**row)
     db.session.add(stored)
     if commit:

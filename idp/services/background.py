@@ -12,14 +12,17 @@ import atexit
 import logging
 import os
 import threading
+import weakref
+from collections import Counter
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
-from sqlalchemy import insert, or_, update
+from sqlalchemy import Table, insert, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.extensions import db
+from idp.metrics import count_event
 from idp.models import ApiKey, AuditEvent
 from idp.models.base import utcnow
 from idp.services import audit
@@ -38,16 +41,20 @@ class BackgroundWriter:
         self._pending_keys: set[str] = set()
         self._events: list[dict[str, Any]] = []
         self._wake = threading.Event()
-        self._pid: int | None = None
+        self._started = False
+        _writers.add(self)
+
+    def _forget_thread(self) -> None:
+        self._lock = threading.Lock()
+        self._started = False
 
     def _ensure_thread(self) -> None:
-        # Started lazily and per process: a thread does not survive gunicorn's fork.
-        if self._pid == os.getpid():
+        if self._started:
             return
         with self._lock:
-            if self._pid == os.getpid():
+            if self._started:
                 return
-            self._pid = os.getpid()
+            self._started = True
             threading.Thread(target=self._run, name="idp-background", daemon=True).start()
             atexit.register(self.flush)
 
@@ -79,6 +86,8 @@ class BackgroundWriter:
             return
         for event in events:
             audit.log_event(event)
+        for (name, grant_type), amount in Counter((e["event"], e["details"].get("grant_type")) for e in events).items():
+            count_event(name, grant_type, amount)
         with self.app.app_context():
             try:
                 if keys:
@@ -90,8 +99,8 @@ class BackgroundWriter:
                         .values(last_used_at=now)
                     )
                 if events:
-                    # ORM bulk INSERT (executemany): no per-row unit-of-work bookkeeping.
-                    db.session.execute(insert(AuditEvent), events)
+                    # One Core INSERT executemany: no per-row ORM bookkeeping.
+                    db.session.execute(insert(cast(Table, AuditEvent.__table__)), events)
                 db.session.commit()
             except SQLAlchemyError as exc:
                 db.session.rollback()
@@ -100,6 +109,19 @@ class BackgroundWriter:
                 )
             finally:
                 db.session.remove()
+
+
+# The thread is started lazily and once per process. It does not survive a fork, so a forked worker starts its
+# own: a fork hook resets the writers, instead of comparing os.getpid() on every call (a system call each time).
+_writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for found in list(_writers):
+        found._forget_thread()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def writer(app: Flask) -> BackgroundWriter:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jwt
+from joserfc import jws
 from joserfc.jwk import RSAKey
 
 from idp.services.keystore import KeyRecord, KeyringError, KeyStore
@@ -44,7 +44,10 @@ class KeyringView:
     def sign(self, claims: dict[str, Any], typ: str = "JWT") -> str:
         """RS256-sign ``claims`` with the active key; the header carries its ``kid`` (RFC 7515 §4.1.4)."""
         header = {"alg": "RS256", "typ": typ, "kid": self.signing_key.kid}
-        return jwt.encode(header, claims, self.signing_key, algorithms=["RS256"])
+        # The claims are ours and JSON-ready (ints and strings), so they go to joserfc's JWS serialisation as
+        # compact JSON (RFC 7519 §7.1 step 1) rather than through jwt.encode's per-claim type conversion.
+        payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode()
+        return jws.serialize_compact(header, payload, self.signing_key, algorithms=["RS256"])
 
 
 def strong_etag(body: bytes) -> str:

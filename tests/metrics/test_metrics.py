@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from idp import create_app
+from idp.services.background import writer
 from idp.services.keyring import Keyring
 from tests.conftest import LiveServer
 from tests.oauth_support import CC, basic, service
@@ -61,6 +62,7 @@ def test_tokens_auth_failures_and_rate_limit_refusals_are_counted(settings: dict
     wrong = basic(svc.client_id, "idp_0123456789abcdef_" + "A" * 43)
     statuses = [client.post("/token", data=CC, headers=wrong).status_code for _ in range(3)]
     assert statuses == [401, 401, 429]
+    writer(application).flush()  # hot-path events are counted when the background writer flushes them
     after = scrape(client)
 
     def delta(name: str, **labels: str) -> float:

@@ -65,7 +65,7 @@ def test_issuing_failing_and_revoking_are_audited_without_secrets(
     for secret in (svc.key, spare.key, wrong_secret, token):
         for text in (recorded, logged):
             assert secret not in text
-            # Not even the secret half of a key, nor a token's signature (a JWT's "_" split would be a random
-            # short piece of base64url, found anywhere by chance).
-            part = secret.rsplit(".", 1)[-1] if secret == token else secret.rsplit("_", 1)[-1]
+            # Not even the secret half of a key (idp_<key id>_<secret>; the secret itself may hold "_"), nor a
+            # token's signature.
+            part = secret.rsplit(".", 1)[-1] if secret == token else secret.split("_", 2)[2]
             assert part not in text
