@@ -165,7 +165,7 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """A real ``idp serve`` process (gunicorn) on a loopback port."""
+    """A real ``idp serve`` process (granian) on a loopback port."""
 
     def __init__(self, env: dict[str, str], port: int | None = None, workers: int = 1) -> None:
         self.env = env
@@ -193,7 +193,7 @@ class LiveServer:
                 if requests.get(self.url + "/healthz", timeout=1).ok:
                     return
             except (requests.ConnectionError, requests.Timeout):
-                # Timeout: gunicorn's master accepts before its worker has booted (slow on a loaded machine).
+                # Timeout: the server accepts before its worker has booted (slow on a loaded machine).
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("server did not become ready in 20 s")

@@ -190,9 +190,14 @@ def _redirect_error(error: RedirectError) -> WResponse:
     )
 
 
-def _to_page(endpoint: str, params: dict[str, list[str]]) -> WResponse:
+def _to_page(endpoint: str, params: dict[str, list[str]], req: AuthorizationRequest | None = None) -> WResponse:
+    """Send the browser to the login or consent page, carrying the request. One that would not fit in
+    ``return_to`` is refused at the client's redirect URI, rather than losing the user on the way back."""
+    return_to = _return_to(params)
+    if req is not None and len(return_to) > MAX_RETURN_TO:
+        raise _fail(req, "invalid_request", "the authorization request is too large")
     response = redirect(
-        f"/{endpoint}?" + urlencode({"return_to": _return_to(params)}), code=303 if request.method == "POST" else 302
+        f"/{endpoint}?" + urlencode({"return_to": return_to}), code=303 if request.method == "POST" else 302
     )
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -243,7 +248,7 @@ def _decide(client: ClientInfo, req: AuthorizationRequest, params: dict[str, lis
     if oidc_core.needs_login(current is not None, auth_age, req.prompts, req.max_age, fresh):
         if "none" in req.prompts:
             raise _fail(req, "login_required", "the user is not signed in")
-        return _to_page("login", params)
+        return _to_page("login", params, req)
     assert current is not None
     login, user = current
     if not (
@@ -253,7 +258,7 @@ def _decide(client: ClientInfo, req: AuthorizationRequest, params: dict[str, lis
     ):
         if "none" in req.prompts:
             raise _fail(req, "consent_required", "the user has not consented to this client")
-        return _to_page("consent", params)
+        return _to_page("consent", params, req)
     code = codes.issue_code(req, login, current_app.config["IDP_AUTH_CODE_TTL"])
     session.pop("fresh_login", None)
     session.pop("consented", None)

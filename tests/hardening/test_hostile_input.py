@@ -168,6 +168,17 @@ def test_state_over_the_limit_is_invalid_request_with_the_state_as_sent(
     assert query["error_description"] == f"parameter state is longer than {LIMIT} characters"
 
 
+def test_a_request_too_large_to_carry_through_login_is_refused_at_the_redirect_uri(
+    browser: Browser, web: WebApp
+) -> None:
+    """Each parameter within its limit, together more than the login page can carry back (``return_to``): a clear
+    ``invalid_request`` at the client, not a user stranded after signing in."""
+    state = "s" * LIMIT
+    params = auth_params(web, state=state, nonce="é" * LIMIT, login_hint="ü" * LIMIT)
+    query = assert_redirect_error(browser.authorize(params), web.redirect_uri, "invalid_request", state)
+    assert query["error_description"] == "the authorization request is too large"
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_nonce_over_the_limit_is_invalid_request(browser: Browser, web: WebApp, method: str) -> None:
     params = auth_params(web, nonce="n" * 10_000)
