@@ -1,5 +1,5 @@
 """An installation on a fresh PostgreSQL database (``pg_url``): migrated with Alembic, its own keyring, an
-in-process app for setup and database checks, and live servers with two gunicorn worker processes so that races
+in-process app for setup and database checks, and live servers with two granian worker processes so that races
 run across processes, as on a multi-node deployment."""
 
 from __future__ import annotations
