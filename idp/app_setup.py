@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import logging
 import os
@@ -39,7 +40,7 @@ def _migrations_dir() -> str:
 MIGRATIONS_DIR = _migrations_dir()
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 RETRY_AFTER_SECONDS = 5
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # matched whole (fullmatch): no trailing newline
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ _request_ids = RequestIds()
 
 def request_id_for(incoming: str) -> str:
     """The caller's ``X-Request-ID`` when it is a sane token, else a fresh one."""
-    return incoming if _REQUEST_ID.match(incoming) else _request_ids.next()
+    return incoming if _REQUEST_ID.fullmatch(incoming) else _request_ids.next()
 
 
 def configure_requests(app: Flask) -> None:
@@ -289,7 +290,22 @@ def configure_proxy_fix(app: Flask) -> None:
     it must wrap every other WSGI layer (the token lane records the address too)."""
     hops = app.config["IDP_TRUSTED_PROXIES"]
     if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+        inner = _only_ip_addresses(app.wsgi_app)
+        app.wsgi_app = ProxyFix(inner, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+
+
+def _only_ip_addresses(wsgi_app: Any) -> Any:
+    """Behind ProxyFix: a forwarded "address" that is not an IP address (a misconfigured hop count, a node reached
+    directly) is not believed, so it can neither dodge per-IP limits with made-up values nor overflow a column."""
+
+    def checked(environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            ipaddress.ip_address(environ.get("REMOTE_ADDR") or "")
+        except ValueError:
+            environ["REMOTE_ADDR"] = environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR")
+        return wsgi_app(environ, start_response)
+
+    return checked
 
 
 __all__ = ["MIGRATIONS_DIR", "ConfigError"]

@@ -324,7 +324,7 @@ class TokenVerifier:
             raise _FetchError(f"{url}: document too large")
         try:
             document = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise _FetchError(f"{url}: not JSON") from None
         if not isinstance(document, dict):
             raise _FetchError(f"{url}: not a JSON object")
@@ -355,7 +355,7 @@ def _json_object(segment: str, what: str, *, reject_duplicates: bool) -> dict[st
     are read only after the signature has been verified."""
     try:
         value = json.loads(_b64decode(segment), object_pairs_hook=_no_duplicates if reject_duplicates else None)
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # RecursionError: deeply nested arrays or objects
         raise InvalidToken(f"the token's {what} are not valid JSON") from None
     if not isinstance(value, dict):
         raise InvalidToken(f"the token's {what} are not a JSON object")

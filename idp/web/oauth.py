@@ -6,7 +6,9 @@ Each view: parse the form strictly, authenticate the client, call one service, a
 
 from __future__ import annotations
 
+import hmac
 import json
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
@@ -15,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from idp.protocol.errors import InvalidClient, InvalidRequest, OAuthError, UnsupportedGrantType
 from idp.protocol.rfc6749 import parse_form, parse_scope, single_params
 from idp.services import api_keys, audit, grants, limits, tokens
-from idp.services.client_auth import ClientInfo, Credentials, authenticate, extract_credentials
+from idp.services.client_auth import ClientInfo, Credentials, authenticate, extract_credentials, find_client
 
 bp = Blueprint("oauth", __name__)
 
@@ -69,13 +71,23 @@ def _client(form: dict[str, str], endpoint: str) -> ClientInfo:
         raise
 
 
-def _loggable(client_id: str) -> str | None:
-    """The claimed client id, shortened and escaped if unprintable. An API key sent in place of the id (swapped
-    fields) is shown by its public prefix only."""
-    key_id = api_keys.parse_key_id(client_id)
-    if key_id:
-        return api_keys.prefix_of(key_id) + "_..."
-    return (client_id if client_id.isprintable() else repr(client_id))[:64] or None
+_EMBEDDED_KEY = re.compile(r"idp_([0-9a-f]{16})_")
+
+
+def _claimed(client_id: str) -> dict[str, str | None]:
+    """Who claimed to authenticate, as the audit row may show it: a registered client id (not a secret); for an
+    API key sent in place of the id (swapped fields, even with quotes or a line end around it), only the key's
+    public prefix; for anything else only a short keyed digest, since the string could be a pasted secret."""
+    if find_client(client_id) is not None:
+        return {"client_id": client_id}
+    embedded = _EMBEDDED_KEY.search(client_id)
+    if embedded:
+        return {"client_id": api_keys.prefix_of(embedded.group(1)) + "_..."}
+    if not client_id:
+        return {"client_id": None}
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    digest = hmac.new(secret, b"client.auth_failed client_id\0" + client_id.encode(errors="replace"), "sha256")
+    return {"client_id": None, "claimed_id_hmac": digest.hexdigest()[:16]}
 
 
 def _audit_auth_failure(credentials: Credentials | None, endpoint: str) -> None:
@@ -83,11 +95,11 @@ def _audit_auth_failure(credentials: Credentials | None, endpoint: str) -> None:
     audit.record_later(
         "client.auth_failed",
         actor=None,
-        client_id=_loggable(credentials.client_id if credentials else ""),
         ip=request.remote_addr,
         request_id=g.get("request_id"),
         method=credentials.method if credentials else "malformed",
         endpoint=endpoint,
+        **_claimed(credentials.client_id if credentials else ""),
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 FORM = "application/x-www-form-urlencoded"
+_DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also accepts "²", which int() refuses
 
 
 class ClientCredentialsLane:
@@ -49,6 +51,7 @@ class ClientCredentialsLane:
             ("Cache-Control", "no-store"),
             ("Pragma", "no-cache"),
             ("X-Content-Type-Options", "nosniff"),
+            ("Vary", "Origin"),  # as the Flask view answers: /token is a CORS endpoint (idp/web/cors.py)
         ]
         if self.issuer.startswith("https://"):
             self.headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
@@ -80,7 +83,7 @@ class ClientCredentialsLane:
             and "HTTP_ORIGIN" not in environ
             and environ.get("HTTP_AUTHORIZATION", "")[:6].lower() == "basic "
             and environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() == FORM
-            and length.isdigit()
+            and _DIGITS.fullmatch(length) is not None
             and int(length) <= self.max_body
         )
 

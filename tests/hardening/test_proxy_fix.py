@@ -75,6 +75,15 @@ def test_only_the_trusted_hops_of_x_forwarded_for_are_believed(
     assert probe(behind(hops), forwarded_for)["addr"] == expected
 
 
+@pytest.mark.parametrize("forwarded_for", ["not-an-ip", "x" * 200, "203.0.113.7:443", "unknown"])
+def test_a_forwarded_value_that_is_not_an_ip_address_is_not_believed(behind: Any, forwarded_for: str) -> None:
+    assert probe(behind(1), forwarded_for)["addr"] == "127.0.0.1"
+
+
+def test_a_forwarded_ipv6_address_is_believed(behind: Any) -> None:
+    assert probe(behind(1), "2001:db8::7")["addr"] == "2001:db8::7"
+
+
 def test_x_forwarded_proto_is_believed_from_a_trusted_proxy(behind: Any) -> None:
     assert probe(behind(1), "203.0.113.7", "https")["scheme"] == "https"
 

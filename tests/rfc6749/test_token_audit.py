@@ -69,3 +69,36 @@ def test_issuing_failing_and_revoking_are_audited_without_secrets(
             # token's signature.
             part = secret.rsplit(".", 1)[-1] if secret == token else secret.split("_", 2)[2]
             assert part not in text
+
+
+@pytest.mark.parametrize(
+    "wrap", ["{} ", "{}\r\n", '"{}"', " {}", "{},"], ids=["space", "crlf", "quotes", "leading", "comma"]
+)
+def test_an_api_key_sent_as_the_client_id_is_audited_by_its_prefix_whatever_surrounds_it(
+    app: Flask, client: FlaskClient, idp_logs: pytest.LogCaptureFixture, wrap: str
+) -> None:
+    svc = service()
+    claimed = wrap.format(svc.key)
+    response = client.post("/token", data={**CC, "client_id": claimed, "client_secret": svc.client_id})
+    assert response.status_code == 401
+    writer(app).flush()
+    row = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "client.auth_failed")).one()
+    assert row.client_id == prefix_of(svc.key_id) + "_..."
+    secret_half = svc.key.split("_", 2)[2]
+    recorded = json.dumps([row.client_id, row.details])
+    assert secret_half[:16] not in recorded
+    assert secret_half[:16] not in "\n".join(JsonFormatter().format(r) for r in idp_logs.records)
+
+
+def test_an_unregistered_client_id_is_audited_only_as_a_keyed_digest(
+    app: Flask, client: FlaskClient, idp_logs: pytest.LogCaptureFixture
+) -> None:
+    pasted = "correct horse battery staple"  # could be anybody's secret
+    response = client.post("/token", data={**CC, "client_id": pasted, "client_secret": "x"})
+    assert response.status_code == 401
+    writer(app).flush()
+    row = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "client.auth_failed")).one()
+    assert row.client_id is None
+    assert len(row.details["claimed_id_hmac"]) == 16
+    assert pasted not in json.dumps([row.client_id, row.details])
+    assert pasted not in "\n".join(JsonFormatter().format(r) for r in idp_logs.records)

@@ -298,8 +298,13 @@ def test_a_tampered_payload_is_refused(idp: Idp, svc: Service) -> None:
         "W10.e30.AAAA",  # header is a JSON array
         b64url(b'{"alg":"RS256","alg":"none"}') + ".e30.AAAA",  # duplicate header member
         "x" * 20000,
+        b64url(b"[" * 5000) + ".e30.eA",  # nested deeper than the JSON parser's recursion limit
+        b64url(b'{"alg":"RS256","typ":"at+jwt","kid":"k"}') + "." + b64url(b'{"a":' * 5000) + ".eA",
     ],
-    ids=["empty", "one-part", "two-parts", "four-parts", "no-signature", "bad-chars", "space", "array", "dup", "huge"],
+    ids=[
+        "empty", "one-part", "two-parts", "four-parts", "no-signature", "bad-chars", "space", "array", "dup", "huge",
+        "deep-header", "deep-claims",
+    ],  # fmt: skip
 )
 def test_malformed_tokens_are_invalid_token_never_another_exception(idp: Idp, token: str) -> None:
     verifier = idp.verifier()
