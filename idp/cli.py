@@ -206,7 +206,7 @@ def prepare_metrics_dir() -> None:
 
 @main.group()
 def db() -> None:
-    """Schema migrations (Alembic, in migrations/)."""
+    """Schema migrations (Alembic, in migrations/) and housekeeping."""
 
 
 @db.command("upgrade")
@@ -240,6 +240,26 @@ def db_current(as_json: bool) -> None:
     with app_context():
         revision = _current_revision()
         emit(as_json, {"revision": revision}, revision or "(empty database)")
+
+
+@db.command("prune")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100000))
+@json_option
+@guarded
+def db_prune(batch_size: int, as_json: bool) -> None:
+    """Delete expired codes, tokens, grants, sessions, denylist entries and old audit events, in batches (safe to
+    run on every node at once, e.g. hourly)."""
+    from idp.services.housekeeping import prune
+
+    with app_context():
+        pruned = prune(actor=actor(), batch_size=batch_size)
+        width = max(map(len, pruned.deleted))
+        emit(
+            as_json,
+            {"deleted": pruned.deleted, "total": pruned.total},
+            "\n".join([f"{table:<{width}}  {count}" for table, count in pruned.deleted.items()])
+            + f"\ndeleted {pruned.total} row(s)",
+        )
 
 
 def _alembic(verb: str, revision: str) -> None:

@@ -52,8 +52,11 @@ EVENTS: dict[str, str] = {
     "grant.revoked": "a grant, its refresh tokens and access tokens were revoked (details: grant_id, reason)",
     "authorization_code.reused": "an authorization code was presented again (details: grant_id)",
     "refresh_token.reused": "a rotated refresh token was presented again (details: grant_id)",
-    "client.auth_failed": "client authentication failed (details: method, endpoint)",
+    "client.auth_failed": (
+        "client authentication failed (details: method, endpoint; claimed_id_hmac if the id is not registered)"
+    ),
     "audit.pruned": "audit events older than the retention were deleted (details: deleted, before)",
+    "db.pruned": "expired codes, tokens, grants, sessions and denylist entries were deleted (details: count per table)",
 }
 
 # Detail names that could only hold what the audit trail must never contain (SPEC §10).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, select, tuple_
 
 from idp.extensions import db
 
@@ -19,13 +19,15 @@ DEFAULT_BATCH_SIZE = 1000
 
 def delete_in_batches(model: Any, condition: ColumnElement[bool], batch_size: int = DEFAULT_BATCH_SIZE) -> int:
     """Delete every row of ``model`` matching ``condition``, at most ``batch_size`` per transaction; the number
-    deleted by this call (rows another node deleted meanwhile are not counted twice)."""
+    deleted by this call (rows another node deleted meanwhile are not counted twice). A composite primary key
+    is matched as a row value, ``(a, b) IN (SELECT a, b ...)``."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
-    (key,) = model.__mapper__.primary_key
+    keys = model.__mapper__.primary_key
+    key = keys[0] if len(keys) == 1 else tuple_(*keys)
     total = 0
     while True:
-        batch = select(key).where(condition).limit(batch_size).with_for_update(skip_locked=True)
+        batch = select(*keys).where(condition).limit(batch_size).with_for_update(skip_locked=True)
         result = db.session.execute(delete(model).where(key.in_(batch)).execution_options(synchronize_session=False))
         db.session.commit()
         deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
