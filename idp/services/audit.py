@@ -16,7 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, g, has_request_context
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from idp.extensions import db
 from idp.metrics import count_event
@@ -112,15 +114,30 @@ def record(
     commit: bool = False,
     **details: Any,
 ) -> AuditEvent:
-    """Add an audit row to the current transaction (committed with it, or now if ``commit``) and log it."""
+    """Add an audit row to the current transaction (committed with it, or now if ``commit``). Its log line and
+    metric follow the commit: an event whose transaction rolls back (a crash, a 503) was never recorded."""
     row = _row(event, actor, client_id, ip, request_id, details)
-    count_event(event, details.get("grant_type"))
     stored = AuditEvent(**row)
     db.session.add(stored)
+    db.session.info.setdefault(_UNCOMMITTED, []).append(row)
     if commit:
         db.session.commit()
-    log_event(row)
     return stored
+
+
+_UNCOMMITTED = "idp.audit.uncommitted"
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _log_committed(session: Session) -> None:
+    for row in session.info.pop(_UNCOMMITTED, []):
+        count_event(row["event"], row["details"].get("grant_type"))
+        log_event(row)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_rolled_back(session: Session) -> None:
+    session.info.pop(_UNCOMMITTED, None)
 
 
 def log_event(row: dict[str, Any]) -> None:
