@@ -302,9 +302,19 @@ def test_a_tampered_payload_is_refused(idp: Idp, svc: Service) -> None:
         b64url(b'{"alg":"RS256","typ":"at+jwt","kid":"k"}') + "." + b64url(b'{"a":' * 5000) + ".eA",
     ],
     ids=[
-        "empty", "one-part", "two-parts", "four-parts", "no-signature", "bad-chars", "space", "array", "dup", "huge",
-        "deep-header", "deep-claims",
-    ],  # fmt: skip
+        "empty",
+        "one-part",
+        "two-parts",
+        "four-parts",
+        "no-signature",
+        "bad-chars",
+        "space",
+        "array",
+        "dup",
+        "huge",
+        "deep-header",
+        "deep-claims",
+    ],
 )
 def test_malformed_tokens_are_invalid_token_never_another_exception(idp: Idp, token: str) -> None:
     verifier = idp.verifier()
