@@ -11,6 +11,7 @@ import hmac
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ from idp.services.clients import ClientSpec, create_client
 from tests.oauth_support import API, CC, assert_error, assert_no_store, b64url, basic, service
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@dataclass(frozen=True)
+class FromNow:
+    """A time claim relative to when the assertion is signed: parametrize values are built at collection, which
+    may be many minutes before the test runs."""
+
+    seconds: int
 
 
 class JwtClient:
@@ -47,7 +56,7 @@ class JwtClient:
             "exp": now + 60,
             "jti": uuid.uuid4().hex,
         }
-        claims.update(overrides)
+        claims.update({k: now + v.seconds if isinstance(v, FromNow) else v for k, v in overrides.items()})
         return {k: v for k, v in claims.items() if v is not None}
 
     def assertion(self, key: RSAKey | None = None, alg: str = "RS256", **overrides: Any) -> str:
@@ -136,13 +145,13 @@ def test_same_jti_in_a_fresh_assertion_is_invalid_client(client: FlaskClient, jw
         {"aud": "https://elsewhere.example.com/token"},
         {"aud": "{issuer}/introspect-not"},
         {"aud": None},
-        {"exp": int(time.time()) - 120},
-        {"exp": int(time.time()) + 3600},
+        {"exp": FromNow(-120)},
+        {"exp": FromNow(3600)},
         {"exp": None},
         {"exp": "soon"},
         {"exp": float("nan")},
         {"exp": True},
-        {"nbf": int(time.time()) + 600},
+        {"nbf": FromNow(600)},
         {"jti": None},
         {"jti": "x" * 256},
         {"iss": "someone-else"},
