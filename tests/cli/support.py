@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +79,20 @@ def fresh(model: type[Any], key: Any) -> Any:
     """A row as the database holds it now, not as this test's session last saw it."""
     db.session.rollback()
     return db.session.get(model, key)
+
+
+def run_on_nodes(settings: dict[str, str], *args: str, nodes: int = 3) -> list[subprocess.CompletedProcess[str]]:
+    """The same ``idp`` command started at once in ``nodes`` separate processes, as on every node of a cluster."""
+
+    def node(_: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "idp.cli", *args],
+            env={**os.environ, **settings},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    with ThreadPoolExecutor(nodes) as pool:
+        return list(pool.map(node, range(nodes)))

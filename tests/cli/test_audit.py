@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from idp.extensions import db
 from idp.models import AuditEvent
 from idp.services import audit
 from idp.services.keystore import KeyStore
-from tests.cli.support import API_KEY, assert_one_error_line, ok_json
+from tests.cli.support import API_KEY, assert_one_error_line, ok_json, run_on_nodes
 from tests.conftest import base_settings, migrate, requires_postgres
 from tests.keys.conftest import age_key, make_rotatable
 
@@ -259,18 +258,7 @@ def test_concurrent_prunes_on_several_nodes_split_the_work(pg_url: str, tmp_path
         db.session.remove()
         db.engine.dispose()
 
-    def node(_: int) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "idp.cli", "audit", "prune", "--batch-size", "100", "--json"],
-            env={**os.environ, **settings},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    with ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(node, range(3)))
+    results = run_on_nodes(settings, "audit", "prune", "--batch-size", "100", "--json")
 
     assert all(r.returncode == 0 for r in results), [r.stderr[-500:] for r in results]
     assert sum(json.loads(r.stdout)["deleted"] for r in results) == 3000

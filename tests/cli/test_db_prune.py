@@ -6,10 +6,6 @@ still revoke a grant (RFC 6749 §4.1.2, RFC 9700 §4.14.2). Safe to run on sever
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,7 +33,7 @@ from idp.models import (
 )
 from idp.models.base import utcnow
 from idp.protocol.digests import sha256_hex
-from tests.cli.support import ok_json, table_rows
+from tests.cli.support import ok_json, run_on_nodes, table_rows
 from tests.conftest import Cli, base_settings, migrate, requires_postgres
 from tests.oauth_support import assert_error
 from tests.oidc_support import is_active, refresh, sign_in_and_redeem
@@ -356,18 +352,7 @@ def test_concurrent_prunes_on_postgresql_delete_each_row_once(pg_url: str, tmp_p
         db.session.remove()
         db.engine.dispose()
 
-    def node(_: int) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "idp.cli", "db", "prune", "--batch-size", "10", "--json"],
-            env={**os.environ, **settings},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    with ThreadPoolExecutor(3) as pool:
-        results = list(pool.map(node, range(3)))
+    results = run_on_nodes(settings, "db", "prune", "--batch-size", "10", "--json")
 
     assert all(r.returncode == 0 for r in results), [r.stderr[-500:] for r in results]
     reports = [json.loads(r.stdout) for r in results]
@@ -381,4 +366,4 @@ def test_concurrent_prunes_on_postgresql_delete_each_row_once(pg_url: str, tmp_p
         assert seed.kept["audit_events"] <= after["audit_events"]
         db.session.remove()
         db.engine.dispose()
-    assert json.loads(node(3).stdout)["total"] == 0
+    assert json.loads(run_on_nodes(settings, "db", "prune", "--json", nodes=1)[0].stdout)["total"] == 0
