@@ -53,6 +53,26 @@ def header_shape(response: TestResponse) -> dict[str, str]:
     return {name: ("…" if name in IGNORED_HEADER_VALUES else value) for name, value in response.headers.items()}
 
 
+def raw_token_request(app: Flask, svc: Service, **environ_changes: Any) -> list[str]:
+    """A client-credentials POST built as a raw WSGI environ (for what the test client will not send); ``None``
+    removes a key. The statuses the app started its response with."""
+    environ = create_environ(
+        "/token",
+        method="POST",
+        input_stream=io.BytesIO(b"grant_type=client_credentials"),
+        content_type="application/x-www-form-urlencoded",
+        headers=basic(svc.client_id, svc.key),
+    )
+    for key, value in environ_changes.items():
+        if value is None:
+            environ.pop(key, None)
+        else:
+            environ[key] = value
+    statuses: list[str] = []
+    b"".join(app(environ, lambda status, _headers, _exc=None: statuses.append(status)))
+    return statuses
+
+
 def test_lane_answers_a_client_credentials_request_without_flask_dispatch(
     app: Flask, svc: Service, flask_views: list[str]
 ) -> None:
@@ -153,17 +173,7 @@ def test_an_oversized_body_is_refused_by_the_view_with_413(app: Flask, svc: Serv
 
 def test_a_body_without_content_length_goes_to_the_view(app: Flask, svc: Service, flask_views: list[str]) -> None:
     """A chunked upload (no ``Content-Length``): the lane never reads a body of unknown length."""
-    environ = create_environ(
-        "/token",
-        method="POST",
-        input_stream=io.BytesIO(b"grant_type=client_credentials"),
-        content_type="application/x-www-form-urlencoded",
-        headers=basic(svc.client_id, svc.key),
-    )
-    del environ["CONTENT_LENGTH"]
-    environ["wsgi.input_terminated"] = True
-    statuses: list[str] = []
-    b"".join(app(environ, lambda status, _headers, _exc=None: statuses.append(status)))
+    statuses = raw_token_request(app, svc, CONTENT_LENGTH=None, **{"wsgi.input_terminated": True})
     assert flask_views == ["/token"]
     assert statuses == ["200 OK"]
 
@@ -178,16 +188,7 @@ def test_default_audience_is_the_same_on_both_lanes(app: Flask, svc: Service) ->
 @pytest.mark.parametrize("length", ["²⁹", "+29", " 29", "29 ", "0x1d", "1" * 12])
 def test_an_odd_content_length_goes_to_the_view(app: Flask, svc: Service, flask_views: list[str], length: str) -> None:
     """Only plain ASCII digits are read as a length by the lane; anything else is Werkzeug's to judge."""
-    environ = create_environ(
-        "/token",
-        method="POST",
-        input_stream=io.BytesIO(b"grant_type=client_credentials"),
-        content_type="application/x-www-form-urlencoded",
-        headers=basic(svc.client_id, svc.key),
-    )
-    environ["CONTENT_LENGTH"] = length
-    statuses: list[str] = []
-    b"".join(app(environ, lambda status, _headers, _exc=None: statuses.append(status)))
+    statuses = raw_token_request(app, svc, CONTENT_LENGTH=length)
     assert flask_views == ["/token"]
     assert statuses and not statuses[0].startswith("5")
 
