@@ -161,6 +161,8 @@ def request_id_for(incoming: str) -> str:
 
 
 def configure_requests(app: Flask) -> None:
+    from idp.web.pages import PAGE_CSP
+
     hsts = app.config["IDP_ISSUER"].startswith("https://")
 
     @app.before_request
@@ -172,11 +174,7 @@ def configure_requests(app: Flask) -> None:
         response.headers["X-Request-ID"] = g.get("request_id", "")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         if response.mimetype == "text/html":
-            response.headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'self'; frame-ancestors 'none'; form-action 'self' https: http://127.0.0.1:* "
-                "http://localhost:*; base-uri 'none'",
-            )
+            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
             response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault("Referrer-Policy", "no-referrer")
         if hsts:
@@ -253,7 +251,9 @@ def configure_errors(app: Flask) -> None:
 def configure_blueprints(app: Flask) -> None:
     from flask_wtf.csrf import generate_csrf
 
+    from idp.web import branding
     from idp.web.health import bp as health_bp
+    from idp.web.i18n import strong
     from idp.web.oauth import bp as oauth_bp
     from idp.web.pages import bp as pages_bp
     from idp.web.userinfo import bp as userinfo_bp
@@ -264,7 +264,9 @@ def configure_blueprints(app: Flask) -> None:
     app.register_blueprint(oauth_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(userinfo_bp)
+    branding.configure(app)
     app.jinja_env.globals["csrf_token"] = generate_csrf
+    app.jinja_env.filters["strong"] = strong
 
 
 def configure_limits(app: Flask) -> None:

@@ -408,6 +408,7 @@ def _client_options(creating: bool) -> Callable[[F], F]:
             click.option("--jwks-uri"),
             click.option("--jwks-file"),
             click.option("--access-token-ttl", type=click.IntRange(1, None)),
+            click.option("--logo-uri", help="Logo shown on the consent page (https); '' removes it."),
         ]
         for option in reversed(options):
             f = option(f)
@@ -433,6 +434,7 @@ def _client_spec(kw: dict[str, Any]) -> Any:
         jwks_uri=kw["jwks_uri"],
         jwks_file=kw["jwks_file"],
         access_token_ttl=kw["access_token_ttl"],
+        logo_uri=kw["logo_uri"],
     )
 
 

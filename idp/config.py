@@ -168,6 +168,84 @@ def _log_format(value: str) -> str:
     return value
 
 
+_HEX_COLOUR = re.compile(r"^#([0-9a-fA-F]{6})$")
+MIN_ACCENT_CONTRAST = 4.5
+MAX_LOGO_BYTES = 256 * 1024
+LOGO_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "svg": "image/svg+xml"}
+
+
+def _brand_name(value: str) -> str:
+    value = str(value).strip()
+    if not 1 <= len(value) <= 64 or not value.isprintable():
+        raise ValueError("must be 1-64 printable characters")
+    return value
+
+
+def relative_luminance(colour: str) -> float:
+    """WCAG 2.2 relative luminance of an ``#rrggbb`` colour (§ "relative luminance")."""
+    channels = []
+    for i in (1, 3, 5):
+        c = int(colour[i : i + 2], 16) / 255
+        channels.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+    red, green, blue = channels
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def contrast_with_white(colour: str) -> float:
+    """WCAG 2.2 contrast ratio of ``colour`` against white: (1.05) / (L + 0.05)."""
+    return 1.05 / (relative_luminance(colour) + 0.05)
+
+
+def _brand_colour(value: str) -> str:
+    """The accent colour: buttons carry white text on it and links and secondary buttons use it as text on white,
+    so it must reach the WCAG 2.2 §1.4.3 contrast of 4.5:1 against white; a paler one is refused, not rendered."""
+    value = str(value).strip()
+    if not _HEX_COLOUR.match(value):
+        raise ValueError(f"{value[:40]!r} is not a colour (use #rrggbb, e.g. #1f5fbf)")
+    ratio = contrast_with_white(value)
+    if ratio < MIN_ACCENT_CONTRAST:
+        raise ValueError(
+            f"{value} has a contrast of {ratio:.2f}:1 against white; at least {MIN_ACCENT_CONTRAST}:1 is needed "
+            "so that white button text and accent text stay readable (choose a darker colour)"
+        )
+    return value.lower()
+
+
+def logo_type(head: bytes) -> str | None:
+    """The logo's image type from its first bytes (PNG, JPEG, WebP signatures; SVG by its root element)."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if (text.startswith(b"<svg") or text.startswith(b"<?xml")) and b"<svg" in head:
+        return "svg"
+    return None
+
+
+def _brand_logo(value: str) -> str | None:
+    """A logo file shown on every page, served by idp itself (CSP ``default-src 'self'``)."""
+    value = str(value).strip()
+    if not value:
+        return None
+    path = Path(value).resolve()
+    try:
+        if not path.is_file():  # before opening: a FIFO or a device would block or never end
+            raise ValueError(f"{path} is not a file" if path.exists() else f"cannot read {path}: no such file")
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(1024)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    if size > MAX_LOGO_BYTES:
+        raise ValueError(f"{path} is {size} bytes; a logo may have at most {MAX_LOGO_BYTES}")
+    if logo_type(head) is None:
+        raise ValueError(f"{path} is not a PNG, JPEG, WebP or SVG image")
+    return str(path)
+
+
 @dataclass(frozen=True)
 class Setting:
     """One configuration variable: its ``IDP_`` name, default, documentation and parser."""
@@ -267,6 +345,19 @@ SETTINGS: tuple[Setting, ...] = (
         "90d",
         "How long audit events are kept; `idp audit prune` deletes older ones (`0`: keep forever).",
         parse_duration,
+    ),
+    Setting("IDP_BRAND_NAME", "idp", "Product name shown on the login, consent and logout pages.", _brand_name),
+    Setting(
+        "IDP_BRAND_COLOR",
+        "#1f5fbf",
+        "Accent colour of the pages (`#rrggbb`); must contrast 4.5:1 with white (WCAG 2.2 §1.4.3).",
+        _brand_colour,
+    ),
+    Setting(
+        "IDP_BRAND_LOGO",
+        "",
+        "Path of a logo (PNG, JPEG, WebP or SVG, ≤ 256 KiB) shown above every page (unset: the name only).",
+        _brand_logo,
     ),
     Setting("IDP_LOG_FORMAT", None, "`text` or `json` (default: text on a TTY, else json).", _log_format),
 )

@@ -5,15 +5,17 @@ Only what is implemented and enforced is advertised; each feature adds its field
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 CLIENT_ASSERTION_ALGS = ["RS256", "PS256", "ES256"]
 
 
-def provider_metadata(issuer: str) -> dict[str, Any]:
+def provider_metadata(issuer: str, ui_locales: Sequence[str] = ("en",)) -> dict[str, Any]:
     """The metadata document shared by ``/.well-known/openid-configuration`` and
-    ``/.well-known/oauth-authorization-server`` (same facts, RFC 8414 §3)."""
+    ``/.well-known/oauth-authorization-server`` (same facts, RFC 8414 §3); ``ui_locales`` are the languages of
+    the pages (Discovery §3 ``ui_locales_supported``)."""
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -29,6 +31,7 @@ def provider_metadata(issuer: str) -> dict[str, Any]:
         "id_token_signing_alg_values_supported": ["RS256"],
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "ui_locales_supported": list(ui_locales),
         "claims_supported": [
             "sub",
             "iss",

@@ -1,5 +1,5 @@
-"""URI rules for registration: redirect URIs (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700 §2.1) and audiences
-(RFC 8707 §2)."""
+"""URI rules for registration: redirect URIs (RFC 6749 §3.1.2, RFC 8252 §7, RFC 9700 §2.1), audiences
+(RFC 8707 §2) and logos (RFC 7591 §2 ``logo_uri``)."""
 
 from __future__ import annotations
 
@@ -47,4 +47,18 @@ def validate_redirect_uri(uri: str, what: str = "redirect URI") -> str:
 def validate_audience(uri: str) -> str:
     """An audience is an absolute URI without a fragment (RFC 8707 §2)."""
     _parse(uri, "audience")
+    return uri
+
+
+def validate_logo_uri(uri: str) -> str:
+    """RFC 7591 §2 ``logo_uri``, shown on the consent page: https (http only on loopback, for development), a
+    host and no user information, so it fits the page's ``img-src`` as a plain origin."""
+    parts = _parse(uri, "logo URI")
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidURI(f"logo URI {uri[:80]!r} must be an https URL")
+    if scheme == "http" and not is_loopback_host(parts.hostname):
+        raise InvalidURI(f"logo URI {uri[:80]!r} uses http on a non-loopback host; use https")
+    if "@" in parts.netloc:
+        raise InvalidURI(f"logo URI {uri[:80]!r} must not contain user information")
     return uri

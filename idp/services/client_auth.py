@@ -62,6 +62,7 @@ class ClientInfo:
     post_logout_redirect_uris: tuple[str, ...] = ()
     skip_consent: bool = False
     require_nonce: bool = False
+    logo_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def _load_client(client_id: str) -> ClientInfo | None:
         tuple(row.post_logout_redirect_uris),
         row.skip_consent,
         row.require_nonce,
+        row.logo_uri,
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from idp.extensions import db
 from idp.models import Client
 from idp.models.base import new_id
-from idp.protocol.uris import InvalidURI, validate_audience, validate_redirect_uri
+from idp.protocol.uris import InvalidURI, validate_audience, validate_logo_uri, validate_redirect_uri
 from idp.services import audit
 from idp.services.api_keys import NewApiKey, create_api_key
 from idp.services.errors import Invalid, NotFound
@@ -47,6 +47,7 @@ class ClientSpec:
     jwks_uri: str | None = None
     jwks_file: str | None = None
     access_token_ttl: int | None = None
+    logo_uri: str | None = None  # "" removes the logo
 
 
 def _scopes(scope: str) -> list[str]:
@@ -142,6 +143,10 @@ def _apply(client: Client, spec: ClientSpec, creating: bool) -> None:
         jwks_uri = None
     if method == "private_key_jwt" and not (jwks or jwks_uri):
         raise Invalid("private_key_jwt needs --jwks-uri or --jwks-file")
+    if spec.logo_uri is None:
+        logo_uri = client.logo_uri
+    else:
+        logo_uri = _uris([spec.logo_uri], validate_logo_uri, "")[0] if spec.logo_uri else None
     ttl = spec.access_token_ttl if spec.access_token_ttl is not None else client.access_token_ttl
     if ttl is not None and not 0 < ttl <= MAX_TTL:
         raise Invalid(f"access-token TTL must be between 1 and {MAX_TTL} seconds")
@@ -156,6 +161,7 @@ def _apply(client: Client, spec: ClientSpec, creating: bool) -> None:
     client.audiences = audiences
     client.access_token_ttl = ttl
     client.jwks, client.jwks_uri = jwks, jwks_uri
+    client.logo_uri = logo_uri
     if spec.skip_consent is not None:
         client.skip_consent = spec.skip_consent
     if spec.require_nonce is not None:
@@ -232,5 +238,6 @@ def client_as_dict(client: Client) -> dict[str, Any]:
         "require_nonce": client.require_nonce,
         "jwks_uri": client.jwks_uri,
         "has_jwks": client.jwks is not None,
+        "logo_uri": client.logo_uri,
         "created_at": client.created_at.isoformat() if client.created_at else None,
     }

@@ -38,15 +38,15 @@ from idp.services import codes, consent, limits, sessions
 from idp.services.client_auth import ClientInfo, find_client
 from idp.services.login import authenticate_user
 from idp.services.tokens import decode_id_token
+from idp.web.i18n import Translator, negotiate
 
 bp = Blueprint("pages", __name__)
 
-SCOPE_TEXT = {
-    "openid": "Know who you are (your account id)",
-    "profile": "See your name and username",
-    "email": "See your email address",
-    "offline_access": "Stay connected when you are not using it",
-}
+SCOPES_WITH_TEXT = frozenset({"openid", "profile", "email", "offline_access"})
+PAGE_CSP = (
+    "default-src 'self'; frame-ancestors 'none'; form-action 'self' https: http://127.0.0.1:* http://localhost:*; "
+    "base-uri 'none'"
+)
 MAX_RETURN_TO = 16 * 1024
 FRESH_MARKER_SECONDS = 300
 _CSP_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
@@ -87,16 +87,33 @@ def _current_login() -> tuple[LoginSession, User] | None:
     return sessions.find_session(request.cookies.get(session_cookie_name()))
 
 
+def _requested_ui_locales() -> str | None:
+    """OIDC Core §3.1.2.1 ``ui_locales`` of this request: given directly (``/authorize``, ``/logout``) or carried
+    inside ``return_to`` (``/login``, ``/consent``)."""
+    direct = request.values.get("ui_locales")
+    if direct:
+        return direct
+    carried = _parse_return_to(request.values.get("return_to"))
+    return (carried or {}).get("ui_locales", [None])[0]
+
+
+def translator() -> Translator:
+    """The catalog of this request's language (idp/web/i18n.py)."""
+    return Translator(negotiate(_requested_ui_locales(), request.accept_languages))
+
+
 def _page(template: str, status: int = 200, **context: Any) -> Response:
-    response = Response(
-        render_template(template, product="idp", **context), status=status, content_type="text/html; charset=utf-8"
-    )
+    t = translator()
+    brand = current_app.extensions["idp.branding"]
+    body = render_template(template, t=t, lang=t.locale, brand=brand, **context)
+    response = Response(body, status=status, content_type="text/html; charset=utf-8")
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def error_page(message: str, status: int = 400) -> Response:
-    return _page("error.html", status=status, message=message)
+def error_page(message_key: str, status: int = 400, **values: str) -> Response:
+    """The error page (SPEC §9) with one message of the catalog; ``values`` fill its placeholders."""
+    return _page("error.html", status=status, message=translator()(message_key, **values))
 
 
 def _request_params() -> dict[str, list[str]]:
@@ -144,7 +161,7 @@ def _check_csrf() -> Response | None:
     try:
         validate_csrf(request.form.get("csrf_token"))
     except (ValidationError, CSRFError):
-        return error_page("Your form expired or did not come from this site. Go back and try again.")
+        return error_page("error.csrf")
     return None
 
 
@@ -211,7 +228,7 @@ def _validated(params: dict[str, list[str]]) -> tuple[ClientInfo, AuthorizationR
     try:
         client, req = validate(params, find_client)
     except FatalRequestError as exc:
-        return error_page(f"The sign-in request is not valid: {exc}.")
+        return error_page("error.invalid_authorization", detail=str(exc))
     except RedirectError as exc:
         return _redirect_error(exc)
     assert isinstance(client, ClientInfo)
@@ -222,7 +239,7 @@ def _validated(params: dict[str, list[str]]) -> tuple[ClientInfo, AuthorizationR
 def authorize() -> WResponse:
     """RFC 6749 §4.1.1 / OIDC Core §3.1.2: validate, then log in, consent and answer with a code."""
     if request.method == "POST" and request.mimetype != "application/x-www-form-urlencoded":
-        return error_page("The authorization request is malformed.")
+        return error_page("error.malformed_authorization")
     params = _request_params()
     checked = _validated(params)
     if isinstance(checked, WResponse):
@@ -294,6 +311,7 @@ def _client_name(params: dict[str, list[str]] | None) -> str | None:
 
 
 def _login_page(params: dict[str, list[str]] | None, username: str, error: str | None) -> Response:
+    """The login form; ``error`` is an already translated message."""
     return _page(
         "login.html",
         return_to=_return_to(params) if params is not None else "",
@@ -323,7 +341,7 @@ def login_submit() -> WResponse:
     user = authenticate_user(username, request.form.get("password", ""), **origin)
     if user is None:
         limits.login_failed()
-        return _login_page(params, username, "Incorrect username or password.")
+        return _login_page(params, username, translator()("login.incorrect"))
     previous = _current_login()
     login, cookie = sessions.start_session(
         user, ["pwd"], current_app.config["IDP_SESSION_TTL"], previous[0] if previous else None, **origin
@@ -347,7 +365,7 @@ def too_many_logins(_error: RateLimitExceeded) -> Response:
     response = _login_page(
         _parse_return_to(request.form.get("return_to")),
         request.form.get("username", "")[:255],
-        f"Too many failed sign-in attempts. Wait {seconds} seconds, then try again.",
+        translator()("login.throttled", seconds=str(seconds)),
     )
     response.status_code = 429
     response.headers["Retry-After"] = str(seconds)
@@ -375,7 +393,7 @@ def _consent_context() -> _ConsentRequest | WResponse:
     """The authorization request the consent page is about, validated again, and the signed-in user."""
     params = _parse_return_to(request.values.get("return_to"))
     if params is None:
-        return error_page("The consent request is not valid.")
+        return error_page("error.invalid_consent")
     checked = _validated(params)
     if isinstance(checked, WResponse):
         return checked
@@ -391,14 +409,22 @@ def consent_form() -> WResponse:
     found = _consent_context()
     if isinstance(found, WResponse):
         return found
-    texts = [SCOPE_TEXT.get(s, f"Use “{s}”") for s in found.request.scopes]
-    return _page(
+    t = translator()
+    texts = [t(f"scope.{s}") if s in SCOPES_WITH_TEXT else t("scope.other", scope=s) for s in found.request.scopes]
+    logo_source = _csp_source(found.client.logo_uri) if found.client.logo_uri else "'none'"
+    shows_logo = logo_source != "'none'"
+    page = _page(
         "consent.html",
         client_name=found.client.name,
+        client_logo=found.client.logo_uri if shows_logo else None,
         scope_texts=texts,
         username=found.user.username,
         return_to=_return_to(found.params),
     )
+    if shows_logo:
+        # The client's logo is the one thing a page loads from elsewhere: its origin only, images only.
+        page.headers["Content-Security-Policy"] = f"{PAGE_CSP}; img-src 'self' {logo_source}"
+    return page
 
 
 @bp.route("/consent", methods=["POST"], endpoint="consent")
@@ -423,7 +449,7 @@ def consent_submit() -> WResponse:
             req.response_mode,
             {"error": "access_denied", "error_description": "the user denied access", "state": req.state},
         )
-    return error_page("Choose Allow or Deny.")
+    return error_page("error.no_decision")
 
 
 # --- /logout ---------------------------------------------------------------------------------------------
@@ -433,7 +459,8 @@ LOGOUT_PARAMS = ("id_token_hint", "post_logout_redirect_uri", "state", "client_i
 
 
 class InvalidLogoutRequest(Exception):
-    """RP-Initiated Logout §4: a request the OP cannot trust is answered with an error page, never a redirect."""
+    """RP-Initiated Logout §4: a request the OP cannot trust is answered with an error page, never a redirect.
+    Its argument is the message's catalog key."""
 
 
 @dataclass(frozen=True)
@@ -448,19 +475,19 @@ def _logout_request(values: MultiDict[str, str]) -> _LogoutRequest:
     """RP-Initiated Logout §2-§3: a hint must be our own ID token (expired is fine) for the named client, and a
     ``post_logout_redirect_uri`` must be registered for that client."""
     if any(len(values.getlist(name)) > 1 for name in LOGOUT_PARAMS):
-        raise InvalidLogoutRequest("The sign-out request is malformed.")
+        raise InvalidLogoutRequest("error.malformed_logout")
     hint_token = values.get("id_token_hint")
     hint = decode_id_token(hint_token, allow_expired=True) if hint_token else None
     if hint_token and hint is None:
-        raise InvalidLogoutRequest("The sign-out request is not valid.")
+        raise InvalidLogoutRequest("error.invalid_logout")
     named = values.get("client_id")
     if hint is not None and named and named != hint["aud"]:
-        raise InvalidLogoutRequest("The sign-out request is not valid.")
+        raise InvalidLogoutRequest("error.invalid_logout")
     client_id = named or (hint["aud"] if hint is not None else None)
     client = find_client(client_id) if client_id else None
     target = values.get("post_logout_redirect_uri")
     if target and (client is None or target not in client.post_logout_redirect_uris):
-        raise InvalidLogoutRequest("The sign-out request names an address this application did not register.")
+        raise InvalidLogoutRequest("error.unregistered_logout_uri")
     return _LogoutRequest(hint, client, target, values.get("state"))
 
 

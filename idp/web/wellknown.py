@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from idp.protocol.discovery import provider_metadata
 from idp.services.keyring import Keyring, strong_etag
 from idp.services.keystore import KeyringError
+from idp.web.i18n import SUPPORTED
 
 bp = Blueprint("wellknown", __name__)
 
@@ -25,7 +26,8 @@ def _cacheable(body: bytes, etag: str) -> Response:
 def _discovery_bytes() -> tuple[bytes, str]:
     cached = current_app.extensions.get("idp.discovery")
     if cached is None:
-        body = json.dumps(provider_metadata(current_app.config["IDP_ISSUER"]), separators=(",", ":")).encode()
+        metadata = provider_metadata(current_app.config["IDP_ISSUER"], ui_locales=SUPPORTED)
+        body = json.dumps(metadata, separators=(",", ":")).encode()
         cached = current_app.extensions["idp.discovery"] = (body, strong_etag(body))
     return cached
 

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from flask import Flask
@@ -57,10 +58,11 @@ class Installation:
         return username
 
 
-def installation(settings: dict[str, str]) -> Installation:
+def installation(settings: dict[str, str], **webapp: Any) -> Installation:
+    """``webapp``: registration fields of the web app other than the defaults of ``web_app``."""
     app = create_app(settings)
     with app.app_context():
-        registered = web_app()
+        registered = web_app(**webapp)
         db.session.remove()
     return Installation(app, LiveServer(settings), registered)
 

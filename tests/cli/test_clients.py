@@ -24,6 +24,7 @@ METADATA = {
     "require_nonce",
     "jwks_uri",
     "has_jwks",
+    "logo_uri",
     "created_at",
 }
 
@@ -218,3 +219,28 @@ def test_a_client_id_starting_with_a_dash_is_taken_as_the_id(cli, app):
     assert ok_json(cli("api-keys", "list", "-dashed_id", "--json")) == []
     assert ok_json(cli("clients", "delete", "-dashed_id", "--json"))["deleted"] is True
     assert fresh(Client, "-dashed_id") is None
+
+
+def test_logo_uri_is_stored_shown_and_removed_by_an_empty_value(cli, app):
+    """RFC 7591 §2 ``logo_uri``: shown on the consent page; ``--logo-uri ''`` takes it away again."""
+    logo = "https://app.example.com/logo.png"
+    data = ok_json(
+        cli(
+            "clients",
+            "create",
+            "--name",
+            "web",
+            "--redirect-uri",
+            "https://app.example.com/cb",
+            "--logo-uri",
+            logo,
+            "--json",
+        )
+    )
+    assert data["logo_uri"] == logo and fresh(Client, data["client_id"]).logo_uri == logo
+
+    kept = ok_json(cli("clients", "update", data["client_id"], "--name", "web 2", "--json"))
+    assert kept["logo_uri"] == logo
+
+    removed = ok_json(cli("clients", "update", data["client_id"], "--logo-uri", "", "--json"))
+    assert removed["logo_uri"] is None and fresh(Client, data["client_id"]).logo_uri is None

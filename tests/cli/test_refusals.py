@@ -86,6 +86,12 @@ CASES = {
     "update-redirect-uri-http-non-loopback": error(
         "clients", "update", "{spa}", "--redirect-uri", "http://example.com/cb", says="loopback"
     ),
+    "logo-uri-http-non-loopback": error(*create_web("--logo-uri", "http://example.com/logo.png"), says="loopback"),
+    "logo-uri-javascript": error(*create_web("--logo-uri", "javascript:alert(1)"), says="must be an https URL"),
+    "logo-uri-data": error(*create_web("--logo-uri", "data:image/png;base64,AAAA"), says="must be an https URL"),
+    "logo-uri-userinfo": error(*create_web("--logo-uri", "https://a@evil.example/x.png"), says="user information"),
+    "logo-uri-fragment": error(*create_web("--logo-uri", "https://app.example.com/l.png#x"), says="fragment"),
+    "update-logo-uri-relative": error("clients", "update", "{spa}", "--logo-uri", "/logo.png", says="absolute URI"),
     "audience-not-absolute": error("clients", "create", "--name", "svc", "--audience", "api", says="absolute URI"),
     # grants and authentication
     "public-client-credentials": error(

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from idp.config import SETTINGS, ConfigError, load_settings, parse_duration
+from idp.config import SETTINGS, ConfigError, contrast_with_white, load_settings, parse_duration
 
 
 def test_defaults_match_the_spec(tmp_path):
@@ -74,6 +74,14 @@ BAD = [
     ({"IDP_DATABASE_URL": "not-a-url"}, "IDP_DATABASE_URL:"),
     ({"IDP_SECRET_KEY": "short"}, "IDP_SECRET_KEY: must be at least 32 characters"),
     ({"IDP_LOG_FORMAT": "xml"}, "IDP_LOG_FORMAT:"),
+    ({"IDP_BRAND_NAME": " "}, "IDP_BRAND_NAME: must be 1-64 printable characters"),
+    ({"IDP_BRAND_NAME": "x" * 65}, "IDP_BRAND_NAME: must be 1-64 printable characters"),
+    ({"IDP_BRAND_NAME": "Acme\nID"}, "IDP_BRAND_NAME: must be 1-64 printable characters"),
+    ({"IDP_BRAND_COLOR": "blue"}, "IDP_BRAND_COLOR: 'blue' is not a colour"),
+    ({"IDP_BRAND_COLOR": "#12345"}, "IDP_BRAND_COLOR: '#12345' is not a colour"),
+    ({"IDP_BRAND_COLOR": "#1f5fbf; color: red"}, "IDP_BRAND_COLOR:"),
+    ({"IDP_BRAND_COLOR": "#ffcc00"}, "IDP_BRAND_COLOR: #ffcc00 has a contrast of 1.51:1"),
+    ({"IDP_BRAND_LOGO": "/no/such/logo.png"}, "IDP_BRAND_LOGO: cannot read"),
 ]
 
 
@@ -126,3 +134,55 @@ def test_serve_refuses_before_init(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: no IDP_SECRET_KEY and no instance/secret_key: run `idp init` first"
     ]
+
+
+@pytest.mark.parametrize(
+    ("colour", "ratio"), [("#ffffff", 1.0), ("#000000", 21.0), ("#1f5fbf", 6.09), ("#767676", 4.54)]
+)
+def test_contrast_with_white_follows_wcag(colour, ratio):
+    """WCAG 2.2 contrast ratios; #767676 is the palest grey that passes 4.5:1."""
+    assert contrast_with_white(colour) == pytest.approx(ratio, abs=0.01)
+
+
+def test_accent_colour_at_the_contrast_limit_is_accepted_and_normalised():
+    assert load_settings(environ={"IDP_BRAND_COLOR": "#767676"})["IDP_BRAND_COLOR"] == "#767676"
+    assert load_settings(environ={"IDP_BRAND_COLOR": "#1F5FBF"})["IDP_BRAND_COLOR"] == "#1f5fbf"
+    with pytest.raises(ConfigError, match=r"at least 4\.5:1"):
+        load_settings(environ={"IDP_BRAND_COLOR": "#777777"})
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
+
+
+@pytest.mark.parametrize(
+    ("content", "accepted"),
+    [
+        (PNG, True),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 32, True),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", True),
+        (SVG, True),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", True),
+        (b"GIF89a" + b"\x00" * 32, False),
+        (b"<html><script>alert(1)</script></html>", False),
+        (b"", False),
+    ],
+    ids=["png", "jpeg", "webp", "svg-xml", "svg", "gif", "html", "empty"],
+)
+def test_logo_must_be_a_png_jpeg_webp_or_svg_file(tmp_path, content, accepted):
+    logo = tmp_path / "logo"
+    logo.write_bytes(content)
+    if accepted:
+        assert load_settings(environ={"IDP_BRAND_LOGO": str(logo)})["IDP_BRAND_LOGO"] == str(logo)
+    else:
+        with pytest.raises(ConfigError, match=r"IDP_BRAND_LOGO: .* is not a PNG, JPEG, WebP or SVG image"):
+            load_settings(environ={"IDP_BRAND_LOGO": str(logo)})
+
+
+def test_logo_larger_than_256_kib_or_a_directory_is_refused(tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(PNG + b"\x00" * (256 * 1024))
+    with pytest.raises(ConfigError, match=r"IDP_BRAND_LOGO: .* bytes; a logo may have at most 262144"):
+        load_settings(environ={"IDP_BRAND_LOGO": str(big)})
+    with pytest.raises(ConfigError, match="IDP_BRAND_LOGO:"):
+        load_settings(environ={"IDP_BRAND_LOGO": str(tmp_path)})
