@@ -7,7 +7,9 @@ Steps, all on loopback and bounded in time:
 3. `idp serve --workers 1` driven by `wrk` (8 connections, 10 s) posting client-credentials requests: tokens/s,
    p50/p99 latency, peak RSS and tokens/s ÷ raw sign rate (target ≥ 0.65);
 4. the same with `--workers 2` (one per core), reported as tokens/s per core;
-5. the authorization-code + refresh mix (bench/code_refresh_mix.lua) on 2 workers.
+5. the authorization-code + refresh mix (bench/code_refresh_mix.lua) on 2 workers, on SQLite and, when a
+   PostgreSQL server answers (``BENCH_POSTGRES_URL``, default the local ``postgres@127.0.0.1:5432``), on a
+   throwaway PostgreSQL database created for the run and dropped after it.
 
 Requires `wrk` (Debian package `wrk`). `bench/verify.py` (the resource-server verifier) runs after it.
 """
@@ -44,6 +46,7 @@ THREADS = int(os.environ.get("BENCH_THREADS", "4"))
 CORES = os.cpu_count() or 1
 HERE = Path(__file__).resolve().parent
 CALLBACK = "https://app.example.com/callback"
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PASSWORD = "bench-password-" + "x" * 12
 VERIFIER = "v" * 64  # PKCE verifier shared by every bench authorization (RFC 7636 §4.1 allows 43-128 chars)
 
@@ -226,6 +229,67 @@ def sign_in(url: str, authorize_path: str) -> str:
     return "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
 
 
+def code_refresh_mix(url: str, mix_env: dict[str, str], store: str) -> tuple[list[tuple[str, str]], int]:
+    """The authorization-code + refresh mix against a running 2-worker server; its rows and failure count."""
+    print(f"2 workers, {store}: authorization code + refresh mix ...", flush=True)
+    mix_env = {**mix_env, "MIX_COOKIE": sign_in(url, mix_env["MIX_AUTHORIZE_PATH"])}
+    wrk(url, HERE / "code_refresh_mix.lua", 2, mix_env)
+    mix = wrk(url, HERE / "code_refresh_mix.lua", DURATION, mix_env)
+    rows = [
+        (f"code + refresh mix, 2 workers, {store}: token responses/s", f"{mix['tokens']:,.0f}"),
+        (f"code + refresh mix, {store}: authorizations/s", f"{mix['authorizations']:,.0f}"),
+        (f"code + refresh mix, {store}: p50 / p99", f"{mix['p50']:.2f} ms / {mix['p99']:.2f} ms"),
+    ]
+    return rows, int(mix["errors"])
+
+
+@contextmanager
+def postgres_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for the run (its SQLAlchemy URL), dropped afterwards; ``None`` when no
+    PostgreSQL server answers."""
+    try:
+        import psycopg
+    except ImportError:
+        yield None
+        return
+    name = f"idp_bench_{os.getpid()}_{int(time.time())}"
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error:
+        yield None
+        return
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            base = POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+            yield f"{base}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def postgres_mix(base_env: dict[str, str], port: int) -> tuple[list[tuple[str, str]], int]:
+    """The mix again with PostgreSQL as the store (its row locks instead of SQLite's one writer)."""
+    with postgres_database() as database_url:
+        if database_url is None:
+            return [("code + refresh mix, PostgreSQL", "skipped: no PostgreSQL server answers")], 0
+        root = Path(tempfile.mkdtemp(prefix="idp-bench-pg-"))
+        url = f"http://127.0.0.1:{port}"
+        env = {
+            **base_env,
+            "IDP_DATABASE_URL": database_url,
+            "IDP_KEYS_DIR": str(root / "keys"),
+            "IDP_INSTANCE_DIR": str(root / "instance"),
+            "IDP_ISSUER": url,
+        }
+        try:
+            run_idp(env, root, "init")
+            mix_env = code_flow_setup(root, env)
+            with serving(env, root, port, 2):
+                return code_refresh_mix(url, mix_env, "PostgreSQL")
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> int:
     if shutil.which("wrk") is None:
         print("make bench needs wrk: apt-get install wrk", file=sys.stderr)
@@ -269,14 +333,12 @@ def main() -> int:
                 else:
                     per_core = result["rate"] / min(workers, CORES)
                     rows.append((f"tokens/s per core ({CORES} cores, wrk included)", f"{per_core:,.0f}"))
-                    print("2 workers: authorization code + refresh mix ...", flush=True)
-                    mix_env["MIX_COOKIE"] = sign_in(url, mix_env["MIX_AUTHORIZE_PATH"])
-                    wrk(url, HERE / "code_refresh_mix.lua", 2, mix_env)
-                    mix = wrk(url, HERE / "code_refresh_mix.lua", DURATION, mix_env)
-                    failures += int(mix["errors"])
-                    rows.append(("code + refresh mix, 2 workers: token responses/s", f"{mix['tokens']:,.0f}"))
-                    rows.append(("code + refresh mix: authorizations/s", f"{mix['authorizations']:,.0f}"))
-                    rows.append(("code + refresh mix: p50 / p99", f"{mix['p50']:.2f} ms / {mix['p99']:.2f} ms"))
+                    mix_rows, mix_failures = code_refresh_mix(url, mix_env, "SQLite")
+                    rows += mix_rows
+                    failures += mix_failures
+        pg_rows, pg_failures = postgres_mix(env, port)
+        rows += pg_rows
+        failures += pg_failures
         rows.append(("non-2xx/3xx or unexpected responses", str(failures)))
         print("\n| figure | value |\n|---|---|")
         for name, value in rows:
