@@ -59,15 +59,17 @@ def _form() -> tuple[dict[str, str], dict[str, list[str]]]:
 
 
 def _client(form: dict[str, str], endpoint: str) -> ClientInfo:
-    """RFC 6749 §2.3: the authenticated client; every ``invalid_client`` is audited (SPEC §10)."""
+    """RFC 6749 §2.3: the authenticated client; every ``invalid_client`` is audited (SPEC §10) until the caller
+    is over the failure limit: from then on its failures are answered 429 and counted in ``/metrics``
+    (``idp_rate_limited_total``), not written one row each, so a flood cannot grow the audit table at request rate."""
     credentials: Credentials | None = None
     issuer = current_app.config["IDP_ISSUER"]
     try:
         credentials = extract_credentials(request.headers.get("Authorization"), form)
         return authenticate(credentials, f"{issuer}{endpoint}", issuer)
     except InvalidClient:
-        _audit_auth_failure(credentials, endpoint)
         limits.client_auth_failed(credentials.client_id if credentials else None)  # 429 once over the limit
+        _audit_auth_failure(credentials, endpoint)
         raise
 
 

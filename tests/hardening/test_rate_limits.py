@@ -18,8 +18,11 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from idp.models import User
+from idp.extensions import db
+from idp.models import AuditEvent, User
+from idp.services.background import writer
 from tests.conftest import REDIS_URL, IsolatedClient, LiveServer, free_port, requires_redis
 from tests.oauth_support import CC, Service, assert_error, assert_no_store, basic, issue, service
 from tests.pages.support import PASSWORD, Browser, login_sessions
@@ -101,6 +104,20 @@ def test_failed_client_authentications_are_refused_429_once_over_the_limit(clien
             client.post(endpoint, data=CLIENT_AUTH_ENDPOINTS[endpoint], headers=wrong_key(svc)), 401, "invalid_client"
         )
     assert_throttled(client.post(endpoint, data=CLIENT_AUTH_ENDPOINTS[endpoint], headers=wrong_key(svc)))
+
+
+def test_failures_over_the_limit_are_not_audited_one_row_each(app: Flask, client: FlaskClient) -> None:
+    """A flood of wrong keys writes at most the limit's worth of ``client.auth_failed`` rows per window; the
+    refusals beyond it are counted in ``/metrics`` instead (tests/metrics)."""
+    svc = service()
+    statuses = [
+        client.post("/token", data=CC, headers=wrong_key(svc)).status_code for _ in range(CLIENT_AUTH_LIMIT + 5)
+    ]
+    assert statuses == [401] * CLIENT_AUTH_LIMIT + [429] * 5
+    writer(app).flush()
+    db.session.expire_all()
+    rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "client.auth_failed")).all()
+    assert len(rows) == CLIENT_AUTH_LIMIT and {row.client_id for row in rows} == {svc.client_id}
 
 
 def test_the_three_endpoints_share_one_failure_count(client: FlaskClient) -> None:
