@@ -61,6 +61,8 @@ MAX_TOKEN_LENGTH = 16 * 1024
 MAX_DOCUMENT_BYTES = 1024 * 1024
 MIN_RSA_BITS = 2048
 NO_KEYS_RETRY_SECONDS = 1.0  # with nothing cached, a failed fetch is retried this soon
+WAIT_FACTOR = 3  # a fetch is discovery + JWKS, each within ``timeout``: a waiter gives up after 3 timeouts
+READ_CHUNK = 64 * 1024
 HEADER_CACHE_SIZE = 64
 
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -149,7 +151,9 @@ class TokenVerifier:
     """Verifies the access tokens ``issuer`` issues for ``audience``; one instance per process, shared by threads.
 
     ``audience`` is this service's identifier (a string) or several accepted ones. ``leeway`` is the clock skew
-    in seconds allowed on ``exp``, ``nbf`` and ``iat``. ``timeout`` bounds each HTTP request. The JWKS is kept
+    in seconds allowed on ``exp``, ``nbf`` and ``iat``. ``timeout`` bounds each HTTP request as a whole (an issuer
+    that answers slowly, a few bytes at a time, is cut off at it), and a thread that needs a key another thread is
+    fetching waits at most ``WAIT_FACTOR`` times ``timeout`` before it answers "try again later". The JWKS is kept
     for its ``max-age`` (``default_max_age`` when the response names none), at most ``max_cache_ttl``, and is
     never fetched more than once per ``refetch_interval`` seconds.
     """
@@ -253,8 +257,9 @@ class TokenVerifier:
         if key is not None:
             if time.monotonic() < fresh_until or not self._lock.acquire(blocking=False):
                 return key
-        else:
-            self._lock.acquire()
+        elif not self._lock.acquire(timeout=WAIT_FACTOR * self.timeout):
+            # Another thread's fetch (discovery + JWKS, each bounded by ``timeout``) has not finished.
+            raise KeysUnavailable("the token cannot be verified now; try again later")
         try:
             self._refresh_if_due(kid)
         finally:
@@ -310,16 +315,20 @@ class TokenVerifier:
         return jwks_uri
 
     def _get_json(self, url: str) -> tuple[dict[str, Any], float]:
-        """GET ``url`` (http/https only) and parse a JSON object; the freshness lifetime from its headers."""
+        """GET ``url`` (http/https only) and parse a JSON object; the freshness lifetime from its headers. The
+        socket timeout bounds each wait for bytes; the deadline bounds the whole answer."""
         request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "idp.verify"})  # noqa: S310 - scheme checked
+        deadline = time.monotonic() + self.timeout
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
-                body = response.read(MAX_DOCUMENT_BYTES + 1)
+                body = _read_until(response, MAX_DOCUMENT_BYTES + 1, deadline)
                 max_age = _freshness(response.headers, self.default_max_age)
         except urllib.error.HTTPError as exc:
             raise _FetchError(f"{url}: HTTP {exc.code}") from None
         except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, bad replies
             raise _FetchError(f"{url}: {type(exc).__name__}") from None
+        if body is None:
+            raise _FetchError(f"{url}: no complete answer within {self.timeout} s")
         if len(body) > MAX_DOCUMENT_BYTES:
             raise _FetchError(f"{url}: document too large")
         try:
@@ -333,6 +342,22 @@ class TokenVerifier:
 
 class _FetchError(Exception):
     """Why a discovery or JWKS fetch failed; logged for the operator, never shown to a caller."""
+
+
+def _read_until(response: http.client.HTTPResponse, limit: int, deadline: float) -> bytes | None:
+    """Up to ``limit`` bytes of the body, or ``None`` when the deadline passes first (``read1`` returns what one
+    receive brings, so a trickle of bytes cannot stretch one read past the socket timeout)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        if time.monotonic() > deadline:
+            return None
+        chunk = response.read1(min(READ_CHUNK, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 # --- pure helpers -------------------------------------------------------------------------------------------

@@ -7,11 +7,13 @@ many threads miss at once, stale keys kept while a refetch fails, and fetch fail
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -187,3 +189,96 @@ def test_discovery_naming_another_issuer_is_refused(idp: Idp, svc: Service, capl
 def test_an_issuer_must_be_https_or_loopback_http(issuer: str) -> None:
     with pytest.raises(ValueError, match="issuer must be an https URL"):
         TokenVerifier(issuer, API)
+
+
+class SlowIssuer:
+    """An issuer whose discovery answers at once and whose ``/jwks`` trickles out one byte every ``DRIP`` seconds,
+    in the headers (``where="headers"``) or in the body: never silent long enough for a socket timeout to fire."""
+
+    DRIP = 0.05
+
+    def __init__(self, where: str, drips: int) -> None:
+        self.stop = threading.Event()
+        issuer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/.well-known/openid-configuration":
+                    body = json.dumps({"issuer": issuer.url, "jwks_uri": issuer.url + "/jwks"}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                if where == "headers":
+                    self.trickle(b"X-Slow: " + b"a" * drips + b"\r\n")
+                self.wfile.write(b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (drips + 12))
+                if where == "body":
+                    self.trickle(b'{"keys": []}' + b" " * drips)
+
+            def trickle(self, data: bytes) -> None:
+                for byte in data:
+                    if issuer.stop.wait(SlowIssuer.DRIP):
+                        return
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_issuer_trickling_its_jwks_is_cut_off_at_the_timeout() -> None:
+    """``timeout`` bounds the whole answer, not each wait for bytes: 2,000 bytes at 20 per second would take
+    100 s; the verifier gives up after about ``timeout`` and answers "try again later"."""
+    issuer = SlowIssuer("body", drips=2000)
+    try:
+        verifier = TokenVerifier(issuer.url, API, timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable):
+            verifier.verify(stranger({"sub": "x"}))
+        assert time.monotonic() - started < 5
+    finally:
+        issuer.close()
+
+
+def test_threads_waiting_for_a_stuck_fetch_give_up_after_three_timeouts() -> None:
+    """One thread is stuck in a fetch whose headers trickle in (20 s of them); the others, which need a key
+    that only that fetch can bring, answer "try again later" after at most three timeouts instead of queueing
+    behind it for as long as the issuer likes."""
+    issuer = SlowIssuer("headers", drips=400)
+    verifier = TokenVerifier(issuer.url, API, timeout=0.5)
+    token = stranger({"sub": "x"})
+    outcome: list[BaseException] = []
+
+    def fetch_and_get_stuck() -> None:
+        try:
+            verifier.verify(token)
+        except KeysUnavailable as exc:
+            outcome.append(exc)
+
+    stuck = threading.Thread(target=fetch_and_get_stuck, daemon=True)
+    try:
+        stuck.start()
+        deadline = time.monotonic() + TIMEOUT
+        while verifier.jwks_fetches == 0 and time.monotonic() < deadline:  # the stuck thread holds the fetch
+            time.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable):
+            verifier.verify(token)
+        assert time.monotonic() - started < 5
+        assert stuck.is_alive()  # still inside the trickling fetch: the waiter did not wait for it
+    finally:
+        issuer.close()
+        stuck.join(TIMEOUT)
+    assert len(outcome) == 1  # the stuck fetch, too, ends as "try again later" once the issuer lets go
