@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import http.client
 import ipaddress
 import json
 import logging
+import math
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -62,6 +65,7 @@ MAX_DOCUMENT_BYTES = 1024 * 1024
 MIN_RSA_BITS = 2048
 NO_KEYS_RETRY_SECONDS = 1.0  # with nothing cached, a failed fetch is retried this soon
 WAIT_FACTOR = 3  # a fetch is discovery + JWKS, each within ``timeout``: a waiter gives up after 3 timeouts
+MAX_TIMEOUT = 300.0
 READ_CHUNK = 64 * 1024
 HEADER_CACHE_SIZE = 64
 
@@ -171,6 +175,8 @@ class TokenVerifier:
     ) -> None:
         if not _acceptable_url(issuer, issuer):
             raise ValueError("issuer must be an https URL (http only on a loopback host)")
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT):
+            raise ValueError(f"timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT}")
         audiences = frozenset([audience] if isinstance(audience, str) else audience)
         if not audiences or not all(isinstance(a, str) and a for a in audiences):
             raise ValueError("audience must be a non-empty string or a collection of them")
@@ -188,7 +194,6 @@ class TokenVerifier:
         self._next_fetch_at = 0.0
         self._jwks_uri: str | None = None
         self._header_kids: dict[str, str] = {}
-        self._opener = _http_opener()
 
     def __repr__(self) -> str:
         return f"TokenVerifier(issuer={self.issuer!r}, audience={sorted(self.audiences)!r})"
@@ -316,19 +321,22 @@ class TokenVerifier:
 
     def _get_json(self, url: str) -> tuple[dict[str, Any], float]:
         """GET ``url`` (http/https only) and parse a JSON object; the freshness lifetime from its headers. The
-        socket timeout bounds each wait for bytes; the deadline bounds the whole answer."""
+        socket timeout bounds each wait for bytes; the deadline bounds the whole exchange."""
         request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "idp.verify"})  # noqa: S310 - scheme checked
-        deadline = time.monotonic() + self.timeout
+        deadline = _Deadline(self.timeout)
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                body = _read_until(response, MAX_DOCUMENT_BYTES + 1, deadline)
+            with _http_opener(deadline).open(request, timeout=self.timeout) as response:
+                body = _read_until(response, MAX_DOCUMENT_BYTES + 1, deadline.at)
                 max_age = _freshness(response.headers, self.default_max_age)
         except urllib.error.HTTPError as exc:
             raise _FetchError(f"{url}: HTTP {exc.code}") from None
         except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, bad replies
-            raise _FetchError(f"{url}: {type(exc).__name__}") from None
+            reason = "no complete answer in time" if deadline.expired else type(exc).__name__
+            raise _FetchError(f"{url}: {reason}") from None
+        finally:
+            deadline.cancel()
         if body is None:
-            raise _FetchError(f"{url}: no complete answer within {self.timeout} s")
+            raise _FetchError(f"{url}: no complete answer in time")
         if len(body) > MAX_DOCUMENT_BYTES:
             raise _FetchError(f"{url}: document too large")
         try:
@@ -484,13 +492,75 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _http_opener() -> urllib.request.OpenerDirector:
-    """An opener that speaks only http and https (no file:, ftp: or data:) and follows no redirect."""
+class _Deadline:
+    """The end of one fetch. Every connection the fetch opens is shut down when it passes, in whatever phase it
+    is (TCP connect, TLS handshake, status line, headers, body): a socket timeout alone bounds only each wait for
+    bytes, so an issuer sending a byte now and then could hold the fetching thread for hours. Name resolution
+    (``getaddrinfo``) cannot be interrupted and stays outside."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._timers: list[threading.Timer] = []
+
+    def arm(self, connection: http.client.HTTPConnection) -> None:
+        timer = threading.Timer(max(0.0, self.at - time.monotonic()), self._shut_down, (connection,))
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def _shut_down(self, connection: http.client.HTTPConnection) -> None:
+        self.expired = True
+        sock = getattr(connection, "idp_socket", None) or connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+
+def _connection(base: type[http.client.HTTPConnection], deadline: _Deadline) -> type[http.client.HTTPConnection]:
+    """``base`` whose connections are armed with ``deadline``; the socket is remembered because urllib drops the
+    connection's reference to it once the headers are read, while the body is still to come."""
+
+    class Connection(base):  # type: ignore[valid-type,misc]
+        def connect(self) -> None:
+            deadline.arm(self)
+            super().connect()
+            self.idp_socket = self.sock
+
+    return Connection
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_connection(http.client.HTTPConnection, self.deadline), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection = _connection(http.client.HTTPSConnection, self.deadline)
+        return self.do_open(connection, req, context=self._context)  # type: ignore[attr-defined]
+
+
+def _http_opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """An opener that speaks only http and https (no file:, ftp: or data:), follows no redirect, and gives up at
+    ``deadline``."""
     opener = urllib.request.OpenerDirector()
     for handler in (
         urllib.request.ProxyHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
+        _HTTPHandler(deadline),
+        _HTTPSHandler(deadline),
         urllib.request.HTTPDefaultErrorHandler(),
         _NoRedirect(),
         urllib.request.HTTPErrorProcessor(),
