@@ -57,6 +57,10 @@ EVENTS: dict[str, str] = {
     "client.auth_failed": (
         "client authentication failed (details: method, endpoint; claimed_id_hmac if the id is not registered)"
     ),
+    "client.auth_throttled": (
+        "a caller went over the failed-client-authentication limit; its further failures (same client id and "
+        "address) are answered 429 and not audited for a minute (details: as client.auth_failed)"
+    ),
     "audit.pruned": "audit events older than the retention were deleted (details: deleted, before)",
     "db.pruned": "expired codes, tokens, grants, sessions and denylist entries were deleted (details: count per table)",
 }

@@ -100,6 +100,25 @@ def _count_client_auth_failure() -> None:
     """Calling this hits both counters (the decorators do it, raising when one is over)."""
 
 
+def _throttle_notice_key() -> str:
+    return f"{_claimed_client()} {client_ip()}"
+
+
+@limiter.shared_limit("1 per minute", scope="client-auth-throttled", key_func=_throttle_notice_key)
+def _count_throttle_notice() -> None:
+    """Calling this hits the once-a-minute counter of throttle notices (raising when it is over)."""
+
+
+def first_refusal_in_a_minute() -> bool:
+    """After :func:`client_auth_failed` refused a request: whether it is the first refusal of this client id
+    (``unregistered`` for all unknown ids) from this address in a minute, the one that is audited."""
+    try:
+        _count_throttle_notice()
+    except RateLimitExceeded:
+        return False
+    return True
+
+
 def client_auth_failed(claimed_client_id: str | None) -> None:
     """RFC 6749 §2.3 failure at the token, introspection or revocation endpoint: count it per client id and per
     IP; raise :class:`TooManyRequests` (429) when either is over its limit."""

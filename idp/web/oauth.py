@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from idp.protocol.errors import InvalidClient, InvalidRequest, OAuthError, UnsupportedGrantType
+from idp.protocol.errors import InvalidClient, InvalidRequest, OAuthError, TooManyRequests, UnsupportedGrantType
 from idp.protocol.rfc6749 import parse_form, parse_scope, single_params
 from idp.services import api_keys, audit, grants, limits, tokens
 from idp.services.client_auth import ClientInfo, Credentials, authenticate, extract_credentials, find_client
@@ -60,15 +60,21 @@ def _form() -> tuple[dict[str, str], dict[str, list[str]]]:
 
 def _client(form: dict[str, str], endpoint: str) -> ClientInfo:
     """RFC 6749 §2.3: the authenticated client; every ``invalid_client`` is audited (SPEC §10) until the caller
-    is over the failure limit: from then on its failures are answered 429 and counted in ``/metrics``
-    (``idp_rate_limited_total``), not written one row each, so a flood cannot grow the audit table at request rate."""
+    is over the failure limit. From then on its failures are answered 429 and counted in ``/metrics``
+    (``idp_rate_limited_total``); one ``client.auth_throttled`` row a minute per client id and address keeps who
+    and where in the trail, so a flood cannot grow the audit table at request rate."""
     credentials: Credentials | None = None
     issuer = current_app.config["IDP_ISSUER"]
     try:
         credentials = extract_credentials(request.headers.get("Authorization"), form)
         return authenticate(credentials, f"{issuer}{endpoint}", issuer)
     except InvalidClient:
-        limits.client_auth_failed(credentials.client_id if credentials else None)  # 429 once over the limit
+        try:
+            limits.client_auth_failed(credentials.client_id if credentials else None)
+        except TooManyRequests:
+            if limits.first_refusal_in_a_minute():
+                _audit_auth_failure(credentials, endpoint, "client.auth_throttled")
+            raise
         _audit_auth_failure(credentials, endpoint)
         raise
 
@@ -92,10 +98,10 @@ def _claimed(client_id: str) -> dict[str, str | None]:
     return {"client_id": None, "claimed_id_hmac": digest.hexdigest()[:16]}
 
 
-def _audit_auth_failure(credentials: Credentials | None, endpoint: str) -> None:
+def _audit_auth_failure(credentials: Credentials | None, endpoint: str, event: str = "client.auth_failed") -> None:
     """Record who tried, never what they presented: the claimed id and the method."""
     audit.record_later(
-        "client.auth_failed",
+        event,
         actor=None,
         ip=request.remote_addr,
         request_id=g.get("request_id"),

@@ -106,18 +106,27 @@ def test_failed_client_authentications_are_refused_429_once_over_the_limit(clien
     assert_throttled(client.post(endpoint, data=CLIENT_AUTH_ENDPOINTS[endpoint], headers=wrong_key(svc)))
 
 
-def test_failures_over_the_limit_are_not_audited_one_row_each(app: Flask, client: FlaskClient) -> None:
-    """A flood of wrong keys writes at most the limit's worth of ``client.auth_failed`` rows per window; the
-    refusals beyond it are counted in ``/metrics`` instead (tests/metrics)."""
-    svc = service()
-    statuses = [
-        client.post("/token", data=CC, headers=wrong_key(svc)).status_code for _ in range(CLIENT_AUTH_LIMIT + 5)
-    ]
-    assert statuses == [401] * CLIENT_AUTH_LIMIT + [429] * 5
-    writer(app).flush()
+def audited(event: str) -> list[AuditEvent]:
     db.session.expire_all()
-    rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "client.auth_failed")).all()
-    assert len(rows) == CLIENT_AUTH_LIMIT and {row.client_id for row in rows} == {svc.client_id}
+    return list(db.session.scalars(select(AuditEvent).where(AuditEvent.event == event).order_by(AuditEvent.id)))
+
+
+def test_failures_over_the_limit_leave_one_throttled_row_a_minute_per_client_and_address(app: Flask) -> None:
+    """A flood of wrong keys writes the limit's worth of ``client.auth_failed`` rows, then one
+    ``client.auth_throttled`` row per client id and address (the refusals beyond it are counted in ``/metrics``,
+    tests/metrics): the trail keeps who tried from where, and grows by a bounded amount."""
+    svc = service()
+    first, second = client_at(app, "198.51.100.7"), client_at(app, "198.51.100.8")
+    statuses = [first.post("/token", data=CC, headers=wrong_key(svc)).status_code for _ in range(CLIENT_AUTH_LIMIT + 5)]
+    assert statuses == [401] * CLIENT_AUTH_LIMIT + [429] * 5
+    assert [second.post("/token", data=CC, headers=wrong_key(svc)).status_code for _ in range(3)] == [429] * 3
+    writer(app).flush()
+
+    failed = audited("client.auth_failed")
+    assert len(failed) == CLIENT_AUTH_LIMIT and {row.client_id for row in failed} == {svc.client_id}
+    throttled = [(row.client_id, row.ip, row.details) for row in audited("client.auth_throttled")]
+    details = {"method": "client_secret_basic", "endpoint": "/token"}
+    assert throttled == [(svc.client_id, "198.51.100.7", details), (svc.client_id, "198.51.100.8", details)]
 
 
 def test_the_three_endpoints_share_one_failure_count(client: FlaskClient) -> None:
