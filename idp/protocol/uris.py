@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, urlsplit
 
 from idp.config import is_loopback_host
 
 MAX_URI_LENGTH = 2048
+# A host[:port] that can stand in a CSP source expression (CSP3 §2.3.1) as it is: an ASCII name or an IP literal.
+CSP_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
 
 
 class InvalidURI(ValueError):
@@ -61,4 +64,8 @@ def validate_logo_uri(uri: str) -> str:
         raise InvalidURI(f"logo URI {uri[:80]!r} uses http on a non-loopback host; use https")
     if "@" in parts.netloc:
         raise InvalidURI(f"logo URI {uri[:80]!r} must not contain user information")
+    if not CSP_HOST.match(parts.netloc):
+        # The consent page allows images from exactly this origin; one CSP cannot name is refused here rather
+        # than silently left off the page (IDN hosts: register the punycode form).
+        raise InvalidURI(f"logo URI {uri[:80]!r} must have a plain ASCII host name or IP address")
     return uri

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, Response, abort, current_app
 
-from idp.config import LOGO_TYPES, logo_type
+from idp.config import LOGO_TYPES, MAX_LOGO_BYTES, ConfigError, logo_type
 
 bp = Blueprint("branding", __name__)
 
@@ -49,8 +49,7 @@ def build_brand(name: str, colour: str, logo_path: str | None) -> Brand:
     """Prepare the stylesheet and logo once; ``colour`` and ``logo_path`` were validated by idp/config.py."""
     base = (Path(__file__).resolve().parent.parent / "static" / "idp.css").read_bytes()
     stylesheet = base + f"\n:root {{ --accent: {colour}; --accent-dark: {_darker(colour)}; }}\n".encode()
-    logo = Path(logo_path).read_bytes() if logo_path else None
-    kind = logo_type(logo[:1024]) if logo else None
+    logo, kind = _read_logo(logo_path) if logo_path else (None, None)
     return Brand(
         name=name,
         stylesheet=stylesheet,
@@ -59,6 +58,20 @@ def build_brand(name: str, colour: str, logo_path: str | None) -> Brand:
         logo_type=kind,
         logo_url=f"/branding/logo?v={_version(logo)}" if logo else None,
     )
+
+
+def _read_logo(path: str) -> tuple[bytes, str]:
+    """The logo's bytes, read once and no more than the limit; checked again, since the file could have changed
+    since start-up validation looked at it."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_LOGO_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"IDP_BRAND_LOGO: cannot read {path}: {exc.strerror}") from None
+    kind = logo_type(data[:1024])
+    if len(data) > MAX_LOGO_BYTES or kind is None:
+        raise ConfigError(f"IDP_BRAND_LOGO: {path} changed while idp started; it is no longer a valid logo")
+    return data, kind
 
 
 def configure(app: Flask) -> None:

@@ -34,6 +34,7 @@ from idp.protocol.rfc6749_authorization import (
     RedirectError,
     validate,
 )
+from idp.protocol.uris import CSP_HOST
 from idp.services import codes, consent, limits, sessions
 from idp.services.client_auth import ClientInfo, find_client
 from idp.services.login import authenticate_user
@@ -49,7 +50,6 @@ PAGE_CSP = (
 )
 MAX_RETURN_TO = 16 * 1024
 FRESH_MARKER_SECONDS = 300
-_CSP_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$")
 _CSP_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 
 
@@ -177,7 +177,7 @@ def _csp_source(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https"):
         host = parts.netloc.rpartition("@")[2]
-        return f"{parts.scheme}://{host}" if _CSP_HOST.match(host) else "'none'"
+        return f"{parts.scheme}://{host}" if CSP_HOST.match(host) else "'none'"
     return f"{parts.scheme}:" if _CSP_SCHEME.match(parts.scheme) else "'none'"
 
 
