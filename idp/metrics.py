@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
@@ -34,9 +35,20 @@ EVENTS = Counter("idp_security_events_total", "Audit events (SPEC §10), by name
 RATE_LIMITED = Counter("idp_rate_limited_total", "Requests refused by a rate limit, by limit.", ["limit"])
 
 
+# The labelled series of each (endpoint, method, status) seen, so a request does not look its series up by
+# label values again (``labels()`` validates and joins them each time). Bounded as the labels are.
+_request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe_request(endpoint: str, method: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(endpoint, method, str(status)).inc()
-    LATENCY.labels(endpoint).observe(seconds)
+    series = _request_series.get((endpoint, method, status))
+    if series is None:
+        series = _request_series[(endpoint, method, status)] = (
+            REQUESTS.labels(endpoint, method, str(status)),
+            LATENCY.labels(endpoint),
+        )
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def count_event(event: str, grant_type: object = None, amount: int = 1) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import Table, insert, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.extensions import db
+from idp.logging_setup import batched_lines
 from idp.metrics import count_event
 from idp.models import ApiKey, AuditEvent
 from idp.models.base import utcnow
@@ -84,8 +85,9 @@ class BackgroundWriter:
             events, self._events = self._events, []
         if not keys and not events:
             return
-        for event in events:
-            audit.log_event(event)
+        with batched_lines():  # one write for the batch's log lines, not one per line
+            for event in events:
+                audit.log_event(event)
         for (name, grant_type), amount in Counter((e["event"], e["details"].get("grant_type")) for e in events).items():
             count_event(name, grant_type, amount)
         with self.app.app_context():

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 FORM = "application/x-www-form-urlencoded"
 _DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also accepts "²", which int() refuses
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode  # built once: json.dumps builds one per call
 
 
 class ClientCredentialsLane:
@@ -109,4 +110,4 @@ class ClientCredentialsLane:
         except Exception as exc:  # every refusal and failure is the Flask view's to answer
             log.debug("client-credentials lane hands a request to the Flask view (%s)", type(exc).__name__)
             return None
-        return request_id, json.dumps(response, separators=(",", ":")).encode()
+        return request_id, _compact_json(response).encode()
