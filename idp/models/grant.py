@@ -21,6 +21,6 @@ class Grant(Base):
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     amr: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # Absolute end of the family: no refresh token of this grant outlives it.
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Absolute end of the family: no refresh token of this grant outlives it. Indexed for `idp db prune`.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -15,4 +15,5 @@ class GrantAccessToken(Base):
 
     jti: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     grant_id: Mapped[str] = mapped_column(sa.ForeignKey("grants.id", ondelete="CASCADE"), index=True)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Indexed for `idp db prune`, which deletes the records of expired access tokens.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -22,4 +22,5 @@ class LoginSession(Base):
     amr: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Indexed for `idp db prune`, which deletes ended sessions as well as expired ones.
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -22,6 +22,10 @@ issued with it, and deleting the row would turn that replay into a harmless "unk
 - ``used_assertions`` (RFC 7523 §3 item 7): once past their stored expiry, which already includes the leeway an
   assertion's ``exp`` is granted.
 - ``audit_events``: older than ``IDP_AUDIT_RETENTION`` (``audit.prune``, which records ``audit.pruned``).
+
+Every condition is served by an index (migration ``0002``), so a prune reads the rows it deletes and not the
+whole table: refresh tokens are deleted in three passes, one per reason, because an ``OR`` that includes the
+anti-join against ``grants`` could only be evaluated row by row.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_
+from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.orm import InstrumentedAttribute
 
 from idp.models import (
@@ -76,9 +80,11 @@ def _codes(now: datetime) -> ColumnElement[bool]:
     )
 
 
-def _refresh_tokens(now: datetime) -> ColumnElement[bool]:
-    return or_(
-        ~_live_grant(RefreshToken.grant_id, now),
+def _refresh_tokens(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The family past its absolute expiry (its grant row exists: the foreign key cascades), the current token
+    once idle-expired, the revoked token a day on: one pass each."""
+    return (
+        RefreshToken.grant_id.in_(select(Grant.id).where(Grant.expires_at <= now)),
         and_(RefreshToken.rotated_at.is_(None), RefreshToken.idle_expires_at <= now),
         RefreshToken.revoked_at <= now - REVOKED_REFRESH_TOKEN_KEPT,
     )
@@ -92,20 +98,28 @@ def _grants(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def expired(now: datetime) -> dict[str, tuple[Any, tuple[ColumnElement[bool], ...]]]:
+    """Per table, in the order :func:`prune` visits them (dependent rows before their grants): its model and
+    the conditions, one deletion pass each, that select its expired rows."""
+    return {
+        "authorization_codes": (AuthorizationCode, (_codes(now),)),
+        "refresh_tokens": (RefreshToken, _refresh_tokens(now)),
+        "grant_access_tokens": (GrantAccessToken, (GrantAccessToken.expires_at <= now,)),
+        "grants": (Grant, (_grants(now),)),
+        "login_sessions": (LoginSession, (or_(LoginSession.expires_at <= now, LoginSession.ended_at.is_not(None)),)),
+        "revoked_tokens": (RevokedToken, (RevokedToken.expires_at <= now,)),
+        "used_assertions": (UsedAssertion, (UsedAssertion.expires_at <= now,)),
+    }
+
+
 def prune(*, actor: str | None, batch_size: int = DEFAULT_BATCH_SIZE, now: datetime | None = None) -> Pruned:
     """Delete every expired row (see the module docstring), dependent rows before the grants they belong to, and
     audit events past the retention. Recorded as ``db.pruned`` with the counts when anything was deleted."""
     now = now or utcnow()
-    tables = {
-        "authorization_codes": (AuthorizationCode, _codes(now)),
-        "refresh_tokens": (RefreshToken, _refresh_tokens(now)),
-        "grant_access_tokens": (GrantAccessToken, GrantAccessToken.expires_at <= now),
-        "grants": (Grant, _grants(now)),
-        "login_sessions": (LoginSession, or_(LoginSession.expires_at <= now, LoginSession.ended_at.is_not(None))),
-        "revoked_tokens": (RevokedToken, RevokedToken.expires_at <= now),
-        "used_assertions": (UsedAssertion, UsedAssertion.expires_at <= now),
+    deleted = {
+        name: sum(delete_in_batches(model, condition, batch_size) for condition in conditions)
+        for name, (model, conditions) in expired(now).items()
     }
-    deleted = {name: delete_in_batches(model, condition, batch_size) for name, (model, condition) in tables.items()}
     deleted["audit_events"] = audit.prune(actor=actor, batch_size=batch_size, now=now).deleted
     pruned = Pruned(deleted)
     if pruned.total:

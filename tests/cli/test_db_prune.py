@@ -33,6 +33,8 @@ from idp.models import (
 )
 from idp.models.base import utcnow
 from idp.protocol.digests import sha256_hex
+from idp.services import housekeeping
+from idp.services.retention import DEFAULT_BATCH_SIZE, delete_batch
 from tests.cli.support import ok_json, run_on_nodes, table_rows
 from tests.conftest import Cli, base_settings, migrate, requires_postgres
 from tests.oauth_support import assert_error
@@ -367,3 +369,39 @@ def test_concurrent_prunes_on_postgresql_delete_each_row_once(pg_url: str, tmp_p
         db.session.remove()
         db.engine.dispose()
     assert json.loads(run_on_nodes(settings, "db", "prune", "--json", nodes=1)[0].stdout)["total"] == 0
+
+
+def unindexed_scans(plan: dict[str, Any]) -> list[str]:
+    """The scans in an ``EXPLAIN (FORMAT JSON)`` plan node that read a table or an index in full: a sequential
+    scan, or an index scan with no index condition (walking the whole index, filtering as it goes)."""
+    found = []
+    if plan["Node Type"] == "Seq Scan" or (plan["Node Type"].endswith("Index Scan") and "Index Cond" not in plan):
+        found.append(f"{plan['Node Type']} of {plan.get('Index Name') or plan['Relation Name']}: {plan.get('Filter')}")
+    for child in plan.get("Plans", []):
+        found += unindexed_scans(child)
+    return found
+
+
+@requires_postgres
+def test_every_prune_deletion_on_postgresql_reads_only_through_index_conditions(pg_url: str, tmp_path: Path) -> None:
+    """Each deletion pass of ``idp db prune`` has a plan in which every table is read through an index condition,
+    so a prune reads the rows it deletes, not whole tables. The planner is kept from the alternatives (sequential
+    scans, and the hash and merge joins that would read an index in full) so that, on an empty database with no
+    statistics, it still shows whether such a plan exists: it does only when every condition has its index."""
+    settings = base_settings(tmp_path, pg_url)
+    migrate(settings)
+    application = create_app(settings)
+    with application.app_context():
+        plans: dict[str, Any] = {}
+        with db.engine.connect() as connection:
+            for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
+                connection.exec_driver_sql(f"SET {setting} = off")
+            for table, (model, conditions) in housekeeping.expired(utcnow()).items():
+                for number, condition in enumerate(conditions, 1):
+                    compiled = delete_batch(model, condition, DEFAULT_BATCH_SIZE).compile(connection)
+                    explain = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + compiled.string, compiled.params)
+                    plans[f"{table} pass {number}"] = explain.scalar_one()[0]["Plan"]
+        db.engine.dispose()
+
+    assert len(plans) == 9  # refresh tokens go in three passes, every other table in one
+    assert {name: scans for name, plan in plans.items() if (scans := unindexed_scans(plan))} == {}
