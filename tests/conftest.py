@@ -8,6 +8,7 @@ create a uniquely named database and drop it afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -15,12 +16,15 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from argon2 import PasswordHasher
 from click.testing import CliRunner, Result
 from flask import Flask
 from flask.testing import FlaskClient
@@ -28,6 +32,8 @@ from flask.testing import FlaskClient
 from idp import create_app
 from idp.cli import main as cli_main
 from idp.extensions import db
+from idp.services import login as login_service
+from idp.services import users as users_service
 from idp.services.keys import init_keyring
 from idp.services.keystore import KeyStore
 
@@ -38,14 +44,46 @@ REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL")
 requires_postgres = pytest.mark.skipif(not PG_URL, reason="IDP_TEST_DATABASE_URL not set (no PostgreSQL)")
 requires_redis = pytest.mark.skipif(not REDIS_URL, reason="IDP_TEST_REDIS_URL not set (no Redis)")
 
+# argon2id at the product's cost (SPEC §10) takes a fifth of a second per hash or verification on a CI machine, and
+# the in-process tests create users and sign in hundreds of times. They hash at argon2's smallest cost
+# instead, unless marked ``product_password_cost`` (the tests of the stored hashes themselves). The product's
+# parameters are never changed: servers and commands run as processes, and fixtures wider than one test, hash at
+# full cost. The hasher is changed in place, so a test that imported it sees the cost its passwords get.
+CHEAP_PASSWORD_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+CHEAP_DUMMY_HASH = CHEAP_PASSWORD_HASHER.hash("idp-dummy-password-for-timing-equalisation")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "product_password_cost: hash passwords in-process at the product's argon2 cost (SPEC §10)"
+    )
+
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No IDP_* setting from the developer's shell leaks into a test, and no instance/ or .env is read."""
-    for name in list(os.environ):
-        if name.startswith("IDP_") and not name.startswith("IDP_TEST_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+def _cheap_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("product_password_cost"):
+        return
+    # argon2-cffi keeps a PasswordHasher's parameters in ``_parameters``; setattr fails loudly if that changes.
+    monkeypatch.setattr(users_service.password_hasher, "_parameters", CHEAP_PASSWORD_HASHER._parameters)
+    monkeypatch.setattr(login_service, "_DUMMY_HASH", CHEAP_DUMMY_HASH)
+
+
+@contextmanager
+def isolated_environment(directory: Path) -> Iterator[None]:
+    """No IDP_* setting from the developer's shell leaks in, and ``directory`` is the working directory, so no
+    instance/ or .env of the checkout is read. Per test it is automatic; fixtures of a wider scope use it."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("IDP_") and not name.startswith("IDP_TEST_"):
+                patch.delenv(name)
+        patch.chdir(directory)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path: Path) -> Iterator[None]:
+    with isolated_environment(tmp_path):
+        yield
 
 
 def base_settings(root: Path, database_url: str | None = None) -> dict[str, str]:
@@ -83,13 +121,37 @@ def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "idp.db"
 
 
-@pytest.fixture
-def settings(tmp_path: Path, migrated_sqlite: Path) -> dict[str, str]:
-    """Settings of a fresh installation: migrated database, initialised keyring, under ``tmp_path``."""
-    values = base_settings(tmp_path)
-    copy_sqlite(migrated_sqlite, tmp_path / "idp.db")
-    init_keyring(KeyStore(values["IDP_KEYS_DIR"]), 2048)
+@pytest.fixture(scope="session")
+def template_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One keyring generated per session, whose key files every test's fresh keyring reuses: generating two RSA
+    keys is most of the cost of a fresh installation."""
+    directory = tmp_path_factory.mktemp("template") / "keys"
+    init_keyring(KeyStore(directory), 2048)
+    return directory
+
+
+def fresh_keyring(template: Path, directory: Path) -> None:
+    """The keyring ``init_keyring`` would make now, with the key files of ``template``: same files and states,
+    every time in the manifest set to now (a key's age decides when it may be rotated in, SPEC §8)."""
+    shutil.copytree(template, directory)
+    store = KeyStore(directory)
+    now = datetime.now(UTC).isoformat()
+    records = store.read_manifest()
+    store.write_manifest([replace(r, created_at=now, activated_at=r.activated_at and now) for r in records])
+
+
+def fresh_installation(root: Path, migrated_sqlite: Path, template_keys: Path) -> dict[str, str]:
+    """Settings of a fresh installation under ``root``: migrated database, initialised keyring."""
+    values = base_settings(root)
+    copy_sqlite(migrated_sqlite, root / "idp.db")
+    fresh_keyring(template_keys, Path(values["IDP_KEYS_DIR"]))
     return values
+
+
+@pytest.fixture
+def settings(tmp_path: Path, migrated_sqlite: Path, template_keys: Path) -> dict[str, str]:
+    """Settings of a fresh installation: migrated database, initialised keyring, under ``tmp_path``."""
+    return fresh_installation(tmp_path, migrated_sqlite, template_keys)
 
 
 @pytest.fixture
@@ -138,9 +200,9 @@ def cli(settings: dict[str, str]) -> Cli:
     return Cli(settings)
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A uniquely named, empty PostgreSQL database for one test."""
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A uniquely named, empty PostgreSQL database, dropped on exit (skips the test without PostgreSQL)."""
     if not PG_URL:
         pytest.skip("IDP_TEST_DATABASE_URL not set (no PostgreSQL)")
     import sqlalchemy as sa
@@ -156,6 +218,13 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A uniquely named, empty PostgreSQL database for one test."""
+    with pg_database() as url:
+        yield url
 
 
 def free_port() -> int:

@@ -22,6 +22,7 @@ PASSWORDS = {"alice": "correct horse battery staple", "bob": "Tr0ub4dor&3"}
 OLD_PASSWORD = "bob's first password"
 
 
+@pytest.mark.product_password_cost
 def test_database_holds_only_digests_of_api_keys_and_argon2id_hashes_of_passwords(cli, app):
     svc = ok_json(cli("clients", "create", "--name", "svc", "--audience", "https://api.example.com", "--json"))
     rotation = ok_json(cli("api-keys", "create", svc["client_id"], "--name", "next", "--expires-in", "90d", "--json"))

@@ -3,12 +3,15 @@
 requests-oauthlib and Authlib obtain tokens with ``client_secret_basic`` and ``client_secret_post``; PyJWT's
 ``PyJWKClient`` verifies them against ``/jwks`` like a resource server would. API keys are managed from this
 process (service layer or CLI) while the server runs, as an operator would.
+
+One installation and server serve the whole module: each test registers its own clients and keys.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -20,11 +23,34 @@ from oauthlib.oauth2 import BackendApplicationClient
 from requests_oauthlib import OAuth2Session
 
 from idp.services.api_keys import create_api_key, revoke_api_key
-from tests.conftest import Cli, LiveServer
+from tests.conftest import Cli, LiveServer, fresh_installation, isolated_environment
 from tests.oauth_support import API, CC, OTHER_API, Service, service
 
 REVOCATION_BOUND = 5.0  # SPEC §6 / issue 3: a revoked key stops working on every node within 5 s
 TIMEOUT = 10
+
+
+@pytest.fixture(scope="module")
+def module_installation(
+    tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path, template_keys: Path
+) -> dict[str, str]:
+    return fresh_installation(tmp_path_factory.mktemp("installation"), migrated_sqlite, template_keys)
+
+
+@pytest.fixture
+def settings(module_installation: dict[str, str]) -> dict[str, str]:
+    """The installation the module's server runs on, so that ``app`` and ``cli`` manage its clients and keys."""
+    return module_installation
+
+
+@pytest.fixture(scope="module")
+def live_server(module_installation: dict[str, str]) -> Iterator[LiveServer]:
+    with isolated_environment(Path(module_installation["IDP_INSTANCE_DIR"]).parent):
+        server = LiveServer(module_installation)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -14,15 +14,31 @@ from idp import create_app
 from idp.extensions import db
 from idp.services.keys import init_keyring
 from idp.services.keystore import KeyStore
-from tests.conftest import IsolatedClient, LiveServer, base_settings, migrate
+from tests.conftest import IsolatedClient, LiveServer, base_settings, isolated_environment, migrate, pg_database
+
+
+def pg_installation(root: Path, url: str) -> dict[str, str]:
+    """The settings of an installation under ``root`` on the empty database ``url``, migrated, with a keyring."""
+    values = base_settings(root, url)
+    migrate(values)
+    init_keyring(KeyStore(values["IDP_KEYS_DIR"]), 2048)
+    return values
 
 
 @pytest.fixture
 def pg_settings(tmp_path: Path, pg_url: str) -> dict[str, str]:
-    values = base_settings(tmp_path, pg_url)
-    migrate(values)
-    init_keyring(KeyStore(values["IDP_KEYS_DIR"]), 2048)
-    return values
+    return pg_installation(tmp_path, pg_url)
+
+
+@pytest.fixture(scope="module")
+def module_pg_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Like ``pg_settings``, for a whole module whose tests share one installation (each registering its own
+    clients and users), where starting servers per test would cost more than the tests."""
+    root = tmp_path_factory.mktemp("installation")
+    with pg_database() as url:
+        with isolated_environment(root):
+            values = pg_installation(root, url)
+        yield values
 
 
 @pytest.fixture

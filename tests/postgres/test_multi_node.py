@@ -1,5 +1,8 @@
 """Two nodes (issue 7): separate ``idp serve`` processes on different loopback ports sharing PostgreSQL, Redis and
-the keys directory, as behind a load balancer. Nothing about correctness changes with the second node."""
+the keys directory, as behind a load balancer. Nothing about correctness changes with the second node.
+
+The nodes are started once for the module. The tests share them and the installation, never a client, a user's
+grant or a rate-limit counter: each test registers its own clients, and starts with no counter."""
 
 from __future__ import annotations
 
@@ -8,17 +11,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+import redis
 import requests
 from flask import Flask
 
+from idp import create_app
+from idp.extensions import db
 from idp.services.api_keys import revoke_api_key
 from idp.services.keys import rotate
 from idp.services.keystore import KeyStore
-from tests.conftest import REDIS_URL, LiveServer, free_port, requires_postgres, requires_redis
+from tests.conftest import REDIS_URL, LiveServer, free_port, isolated_environment, requires_postgres, requires_redis
 from tests.oauth_support import CC, basic, service
 from tests.oidc_support import TIMEOUT, LiveBrowser, authorize, live_redeem, live_refresh, one_winner
 from tests.pages.support import WebApp, user, web_app
@@ -27,36 +34,55 @@ pytestmark = [requires_postgres, requires_redis]
 
 
 class Nodes:
-    def __init__(self, a: LiveServer, b: LiveServer) -> None:
-        self.a, self.b = a, b
-
-
-@pytest.fixture
-def nodes(pg_settings: dict[str, str], pg_app: Flask) -> Iterator[Nodes]:
     """Node A and node B; the issuer is A's address (the load balancer's, in production)."""
+
+    def __init__(self, settings: dict[str, str], app: Flask, a: LiveServer, b: LiveServer) -> None:
+        self.settings, self.app, self.a, self.b = settings, app, a, b
+
+
+def clear_rate_limits(settings: dict[str, str]) -> None:
+    """Delete the installation's rate-limit counters from Redis."""
+    server = redis.Redis.from_url(REDIS_URL or "")
+    for key in server.scan_iter(f"*{settings['IDP_RATE_LIMIT_KEY_PREFIX']}*"):
+        server.delete(key)
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def nodes(module_pg_settings: dict[str, str]) -> Iterator[Nodes]:
     port_a = free_port()
-    prefix = f"idp-test-{uuid.uuid4().hex[:12]}"
     shared = {
-        **pg_settings,
+        **module_pg_settings,
         "IDP_ISSUER": f"http://127.0.0.1:{port_a}",
         "IDP_REDIS_URL": REDIS_URL or "",
-        "IDP_RATE_LIMIT_KEY_PREFIX": prefix,
+        "IDP_RATE_LIMIT_KEY_PREFIX": f"idp-test-{uuid.uuid4().hex[:12]}",
         "IDP_RATE_LIMIT_CLIENT_AUTH": "6 per minute",
         "IDP_JWKS_MAX_AGE": "0",  # lets the test rotate at once
     }
-    a = LiveServer(shared, port=port_a)
-    b = LiveServer(shared)
+    app = create_app(shared)
+    started: list[LiveServer] = []
     try:
-        yield Nodes(a, b)
+        with isolated_environment(Path(shared["IDP_INSTANCE_DIR"]).parent), app.app_context():
+            user()  # alice, who signs in to each test's own web app
+            db.session.remove()
+            started.append(LiveServer(shared, port=port_a))
+            started.append(LiveServer(shared))
+        yield Nodes(shared, app, *started)
     finally:
-        a.stop()
-        b.stop()
-        import redis
+        for server in started:
+            server.stop()
+        with app.app_context():
+            db.engine.dispose()
+        clear_rate_limits(shared)
 
-        server = redis.Redis.from_url(REDIS_URL or "")
-        for key in server.scan_iter(f"*{prefix}*"):
-            server.delete(key)
-        server.close()
+
+@pytest.fixture(autouse=True)
+def _own_test(nodes: Nodes) -> Iterator[None]:
+    """Each test starts with no rate-limit counter, and registers its clients in an app context of its own."""
+    clear_rate_limits(nodes.settings)
+    with nodes.app.app_context():
+        yield
+        db.session.remove()
 
 
 def token_from(node: LiveServer, client_id: str, key: str) -> requests.Response:
@@ -108,8 +134,7 @@ def race_across(nodes: Nodes, count: int, send: Callable[[str, requests.Session]
 
 
 @pytest.fixture
-def webapp(pg_app: Flask) -> WebApp:
-    user()
+def webapp() -> WebApp:
     return web_app()
 
 
@@ -126,10 +151,10 @@ def test_a_refresh_token_raced_on_both_nodes_succeeds_once(nodes: Nodes, webapp:
     one_winner(race_across(nodes, 8, lambda base, http: live_refresh(base, webapp, token, http)))
 
 
-def test_a_key_rotation_is_served_by_both_nodes_within_5_s(nodes: Nodes, pg_settings: dict[str, str]) -> None:
+def test_a_key_rotation_is_served_by_both_nodes_within_5_s(nodes: Nodes) -> None:
     svc = service()
     before = token_from(nodes.b, svc.client_id, svc.key).json()["access_token"]
-    change = rotate(KeyStore(pg_settings["IDP_KEYS_DIR"]), 2048, jwks_max_age=0)
+    change = rotate(KeyStore(nodes.settings["IDP_KEYS_DIR"]), 2048, jwks_max_age=0)
     new_kid = change.kids["active"]
     start = time.monotonic()
     pending = {nodes.a.url, nodes.b.url}

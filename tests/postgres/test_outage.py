@@ -74,6 +74,12 @@ class Load:
             with self._lock:
                 self.statuses.setdefault(self.phase, Counter())[status] += 1
 
+    def wait_for(self, status: int, deadline: float) -> None:
+        """Until the current phase has seen an answer with ``status``."""
+        while not self.statuses.get(self.phase, Counter())[status]:
+            assert time.monotonic() < deadline, f"no {status} in phase {self.phase}: {self.statuses}"
+            time.sleep(0.1)
+
     def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
@@ -91,7 +97,8 @@ def test_database_outage_under_load_gives_503s_and_service_resumes(server: LiveS
         time.sleep(1.5)
         load.phase = "outage"
         proxy.cut()
-        time.sleep(7)  # past the 5 s client cache: authentication itself now needs the database
+        # Past the 5 s client cache, authentication itself needs the database: the first 503s come then.
+        load.wait_for(503, time.monotonic() + 15)
         assert requests.get(f"{server.url}/jwks", timeout=TIMEOUT).status_code == 200
         assert requests.get(f"{server.url}/.well-known/openid-configuration", timeout=TIMEOUT).status_code == 200
         assert requests.get(f"{server.url}/readyz", timeout=TIMEOUT).status_code == 503
