@@ -7,8 +7,10 @@ create a uniquely named database and drop it afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -249,6 +251,7 @@ class LiveServer:
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop() can reach workers whose parent is gone
         )
         self._wait_ready()
 
@@ -271,6 +274,8 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
+        """SIGTERM, as a service manager stops it; then SIGKILL for whatever is left of its process group (a
+        worker whose main process died first would otherwise outlive the test, orphaned)."""
         self._log.close()
         if self.process.poll() is None:
             self.process.terminate()
@@ -279,6 +284,8 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 @pytest.fixture
