@@ -38,6 +38,7 @@ from urllib.parse import urlencode
 import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from wsgi_servers import cpu_busy_fraction
 
 BIN = Path(sys.executable).parent
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
@@ -61,25 +62,6 @@ def raw_sign_rate(seconds: float = 3.0) -> float:
             key.sign(message, padding.PKCS1v15(), hashes.SHA256())
         count += 50
     return count / elapsed
-
-
-def busy_fraction(seconds: float = 1.0) -> float:
-    """How busy this machine's cores are right now (from /proc/stat over ``seconds``; 0 on a quiet machine): other
-    work sharing the cores lowers every figure, and the load average cannot tell, as it trails by minutes."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return sum(fields), idle
-
-    try:
-        total_before, idle_before = sample()
-        time.sleep(seconds)
-        total_after, idle_after = sample()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    total = total_after - total_before
-    return 1 - (idle_after - idle_before) / total if total else 0.0
 
 
 def free_port() -> int:
@@ -330,7 +312,7 @@ def main() -> int:
         run_idp(env, root, "init")
         cc_script = client_credentials_script(root, env)
         mix_env = code_flow_setup(root, env)
-        busy_before = busy_fraction()
+        busy_before = cpu_busy_fraction()  # the load average trails by minutes
         if busy_before > 0.1:
             print(f"warning: the cores are {busy_before:.0%} busy with other work: every figure will be low")
         print("measuring raw RSA-2048 sign rate (one thread, 3 s) ...", flush=True)

@@ -220,7 +220,7 @@ def parse_wrk(output: str) -> Result:
     return Result(float(rps[1]), _ms(p50[1]), _ms(p99[1]), "; ".join(errors) or "-")
 
 
-def _cpu_busy_fraction(seconds: float = 1.0) -> float:
+def cpu_busy_fraction(seconds: float = 1.0) -> float:
     """Share of all CPUs busy over ``seconds`` (Linux /proc/stat); 0.0 where that file is missing."""
 
     def sample() -> tuple[int, int]:
@@ -242,7 +242,7 @@ def wait_quiet() -> bool:
     """Wait (bounded) until nothing else loads the CPUs, so another job's burst is not booked to a server."""
     deadline = time.monotonic() + QUIET_TIMEOUT
     while time.monotonic() < deadline:
-        if _cpu_busy_fraction() < QUIET_BUSY_FRACTION:
+        if cpu_busy_fraction() < QUIET_BUSY_FRACTION:
             return True
     return False
 
@@ -301,7 +301,7 @@ def main() -> int:
                         quiet_before = wait_quiet()
                         result = wrk(port, path, args.duration, args.connections)
                         # Still busy once our client stopped: someone else was probably running all along.
-                        if not (quiet_before and _cpu_busy_fraction() < QUIET_BUSY_FRACTION):
+                        if not (quiet_before and cpu_busy_fraction() < QUIET_BUSY_FRACTION):
                             result = replace(result, outside_load=True)
                         load = " (outside CPU load)" if result.outside_load else ""
                         print(f"  {path}: {result.requests_per_second:,.0f} req/s{load}", file=sys.stderr, flush=True)
