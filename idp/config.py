@@ -181,13 +181,17 @@ def _brand_name(value: str) -> str:
     return value
 
 
+def hex_channels(colour: str) -> tuple[int, int, int]:
+    """The red, green and blue values (0-255) of an ``#rrggbb`` colour."""
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
 def relative_luminance(colour: str) -> float:
     """WCAG 2.2 relative luminance of an ``#rrggbb`` colour (§ "relative luminance")."""
-    channels = []
-    for i in (1, 3, 5):
-        c = int(colour[i : i + 2], 16) / 255
-        channels.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
-    red, green, blue = channels
+    linear = [
+        c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (v / 255 for v in hex_channels(colour))
+    ]
+    red, green, blue = linear
     return 0.2126 * red + 0.7152 * green + 0.0722 * blue
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from flask import Blueprint, Flask, Response, abort, current_app
 
-from idp.config import LOGO_TYPES, MAX_LOGO_BYTES, ConfigError, logo_type
+from idp.config import LOGO_TYPES, MAX_LOGO_BYTES, ConfigError, hex_channels, logo_type
 
 bp = Blueprint("branding", __name__)
 
@@ -37,8 +37,7 @@ class Brand:
 
 def _darker(colour: str, factor: float = 0.8) -> str:
     """The hover and focus shade: each channel scaled towards black, which only raises the contrast."""
-    channels = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    return "#" + "".join(f"{round(c * factor):02x}" for c in channels)
+    return "#" + "".join(f"{round(c * factor):02x}" for c in hex_channels(colour))
 
 
 def _version(data: bytes) -> str:
