@@ -11,8 +11,9 @@ holds on the grant) and the worker serving it is the one killed; granian respawn
    it (or its grant) was revoked, and a revoked one as inactive;
 2. no refresh family is half-rotated (SPEC §7): every grant has exactly one live refresh token, or is revoked
    with all of them; the rotation cut mid-flight left the token it was rotating live and nothing else;
-3. the only failures a client saw are dropped connections of requests in flight when the worker died, never an
-   error status from the surviving worker, and once the new worker serves, every request succeeds;
+3. the only failures a client saw are dropped connections of requests in flight when the worker died (or sent to it
+   while the kernel tore it down), never an error status from the surviving worker, and once the new worker
+   serves, every request succeeds;
 4. the server log holds no traceback.
 """
 
@@ -74,8 +75,9 @@ OPERATIONS = {
 WARM_UP = 1.5  # seconds of load before the kill
 AFTER_RESPAWN = 1.5  # seconds of load at least once the new worker answers, and until every operation was sent
 RECONNECT_EVERY = 8  # requests per keep-alive connection, so that connections reach both workers
-# A request sent just after the kill may still meet the dying worker's socket before the kernel closes it.
+# A request sent just after the kill may still meet the dying worker's sockets before the kernel closes them.
 KILL_SLACK = 1.0
+DROPPED = {"ConnectionError", "ChunkedEncodingError"}  # what requests raises when the connection goes away
 StartServer = Callable[..., LiveServer]
 
 
@@ -350,12 +352,14 @@ def serving_worker(server: LiveServer, client_port: int) -> int:
     raise AssertionError("no worker holds the connection")
 
 
-def wait_for_respawn(server: LiveServer, survivors: set[int], metrics_dir: Path) -> float:
+def wait_for_respawn(server: LiveServer, known: set[int], metrics_dir: Path) -> float:
     """Until a new worker has answered a request (it then has Prometheus sample files of its own, named by pid,
-    in the multiprocess directory); the time it was first seen answering."""
+    in the multiprocess directory); the time it was first seen answering. ``known`` holds every worker that ran
+    before the kill, the killed one included: until granian reaps it, the killed worker is still listed as a
+    child, with sample files of its own."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        for pid in workers(server) - survivors:
+        for pid in workers(server) - known:
             if any(metrics_dir.glob(f"*_{pid}.db")):
                 return time.monotonic()
         time.sleep(0.05)
@@ -442,18 +446,22 @@ def test_killing_a_worker_under_load_loses_no_committed_data(
         time.sleep(WARM_UP)
         before = workers(server)
         killed, killed_at = kill_mid_rotation(server, webapp, victim, victim_grant, pg_url)
-        respawned_at = wait_for_respawn(server, before - {killed}, metrics_dir)
+        assert killed in before
+        respawned_at = wait_for_respawn(server, before, metrics_dir)
         time.sleep(AFTER_RESPAWN)
         deadline = time.monotonic() + TIMEOUT
         while load.operations_since(respawned_at) != OPERATIONS and time.monotonic() < deadline:
             time.sleep(0.1)
     log = server.log()
 
-    # (3) only the killed worker's requests in flight failed, with a dropped connection; then everything worked.
+    # (3) only the killed worker's requests in flight failed, with a dropped connection (before the status line,
+    # or in the body: requests' ChunkedEncodingError); then everything worked.
     failed = [o for o in load.outcomes if o.failure is not None]
-    assert all(o.status is None and o.failure == "ConnectionError" for o in failed), failed
+    assert all(o.status is None and o.failure in DROPPED for o in failed), failed
+    # Not only the requests in flight at the kill: until the kernel has torn the killed worker down (milliseconds,
+    # longer on a busy machine), a connection opened meanwhile can still be accepted by it and reset. So failures are
+    # bounded in time, not counted per thread.
     assert all(o.started <= killed_at + KILL_SLACK and o.ended >= killed_at for o in failed), (killed_at, failed)
-    assert len(failed) <= DRIVERS + 1, failed  # each thread has one request in flight
     after = [o for o in load.outcomes if o.started >= respawned_at]
     assert all(o.failure is None for o in after), after
     assert {o.operation for o in after} == OPERATIONS
