@@ -1,5 +1,5 @@
 """WSGI entry point for production servers: ``gunicorn wsgi:app``."""
 
-from idp import create_app
+from idp import create_server_app
 
-app = create_app()
+app = create_server_app()

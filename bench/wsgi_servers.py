@@ -47,7 +47,7 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 QUIET_BUSY_FRACTION = 0.15  # the idle server plus the OS stay well under this
 QUIET_TIMEOUT = 120.0
-APP_FACTORY = "idp:create_app"
+APP_FACTORY = "idp:create_server_app"
 
 
 @dataclass(frozen=True)

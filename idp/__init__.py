@@ -46,3 +46,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     configure_token_lane(app)
     configure_proxy_fix(app)
     return app
+
+
+def create_server_app() -> Flask:
+    """The application as a server's workers load it (``idp serve``, ``wsgi.py``): :func:`create_app` plus the
+    one-time work that must not fall on the first request. The stand-in password hash is made here, so the first
+    sign-in with an unknown username takes no longer than any other (SPEC §10), while ``idp`` commands, which
+    build the app too, do not pay for it.
+    """
+    from idp.services.login import prepare_dummy_hash
+
+    app = create_app()
+    prepare_dummy_hash()
+    return app

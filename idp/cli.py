@@ -186,7 +186,7 @@ def serve(host: str, port: int, workers: int | None, threads: int, access_log: b
         "--blocking-threads", str(threads),
         "--respawn-failed-workers", "--workers-kill-timeout", "10", "--log-level", "warning",
         "--access-log" if access_log else "--no-access-log",
-        "--factory", "idp:create_app",
+        "--factory", "idp:create_server_app",
     ]  # fmt: skip
     prepare_metrics_dir()
     os.execv(sys.executable, argv)  # noqa: S606 - replaces this process with the server

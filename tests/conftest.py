@@ -34,7 +34,6 @@ from flask.testing import FlaskClient
 from idp import create_app
 from idp.cli import main as cli_main
 from idp.extensions import db
-from idp.services import login as login_service
 from idp.services import users as users_service
 from idp.services.keys import init_keyring
 from idp.services.keystore import KeyStore
@@ -52,7 +51,6 @@ requires_redis = pytest.mark.skipif(not REDIS_URL, reason="IDP_TEST_REDIS_URL no
 # parameters are never changed: servers and commands run as processes, and fixtures wider than one test, hash at
 # full cost. The hasher is changed in place, so a test that imported it sees the cost its passwords get.
 CHEAP_PASSWORD_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-CHEAP_DUMMY_HASH = CHEAP_PASSWORD_HASHER.hash("idp-dummy-password-for-timing-equalisation")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -67,7 +65,6 @@ def _cheap_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.
         return
     # argon2-cffi keeps a PasswordHasher's parameters in ``_parameters``; setattr fails loudly if that changes.
     monkeypatch.setattr(users_service.password_hasher, "_parameters", CHEAP_PASSWORD_HASHER._parameters)
-    monkeypatch.setattr(login_service, "_DUMMY_HASH", CHEAP_DUMMY_HASH)
 
 
 @contextmanager
