@@ -54,8 +54,8 @@ def create_server_app() -> Flask:
     sign-in with an unknown username takes no longer than any other (SPEC §10), while ``idp`` commands, which
     build the app too, do not pay for it.
     """
-    from idp.services.login import prepare_dummy_hash
+    from idp.services.login import dummy_hash
 
     app = create_app()
-    prepare_dummy_hash()
+    dummy_hash()
     return app

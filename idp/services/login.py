@@ -25,15 +25,11 @@ from idp.services.users import MAX_PASSWORD, normalize_username, password_hasher
 _dummy_hashes: dict[tuple[object, ...], str] = {}
 
 
-def prepare_dummy_hash() -> None:
-    """Make the stand-in hash now (server start-up) rather than on the first unknown username."""
-    _dummy_hash()
-
-
-def _dummy_hash() -> str:
+def dummy_hash() -> str:
     """A real hash of a password nobody has, at the hasher's parameters, so an unknown username costs one full
     argon2 verification too (SPEC §10). Made on first use rather than at import, where it cost every ``idp``
-    command about 80 ms; kept per parameter set, so it always costs what a current user's hash costs."""
+    command about 80 ms (a server makes it at start-up: :func:`idp.create_server_app`); kept per parameter set, so
+    it always costs what a current user's hash costs."""
     h = password_hasher
     parameters = (h.type, h.time_cost, h.memory_cost, h.parallelism, h.hash_len, h.salt_len)
     dummy = _dummy_hashes.get(parameters)
@@ -52,7 +48,7 @@ def authenticate_user(
     except Invalid:
         name = None
     user = db.session.scalar(select(User).where(User.username == name)) if name else None
-    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
+    stored = user.password_hash if user is not None and user.password_hash else dummy_hash()
     try:
         ok = len(password) <= MAX_PASSWORD and password_hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):

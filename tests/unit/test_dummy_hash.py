@@ -38,15 +38,15 @@ def test_a_server_s_app_has_it_ready_at_the_hasher_s_parameters(
     create_server_app()
     (dummy,) = no_dummy_yet.values()
     assert extract_parameters(dummy) == password_hasher._parameters
-    assert login._dummy_hash() is dummy  # made once
+    assert login.dummy_hash() is dummy  # made once
 
 
 def test_a_change_of_parameters_gets_a_stand_in_of_its_own(
     no_dummy_yet: dict[tuple[object, ...], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = login._dummy_hash()
+    first = login.dummy_hash()
     stronger = replace(password_hasher._parameters, time_cost=password_hasher.time_cost + 1)
     monkeypatch.setattr(password_hasher, "_parameters", stronger)
-    second = login._dummy_hash()
+    second = login.dummy_hash()
     assert extract_parameters(second).time_cost == extract_parameters(first).time_cost + 1
     assert len(no_dummy_yet) == 2
